@@ -1,0 +1,151 @@
+"""Pixels in and out: decode under limits, EXIF orientation, colour modes and alpha, resizing, PNG."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 50_000_000  # checked from the header, before any pixel is decoded
+# Pillow's own guard stays on as a second line; ours is the one users see.
+Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
+
+ImageSource = str | Path | bytes | Image.Image | np.ndarray
+
+
+class InvalidImageError(ValueError):
+    """The input is not a usable image; the message says why."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo ready for the model: RGB uint8 HxWx3, alpha kept apart."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    original_size: tuple[int, int]  # (width, height) after EXIF orientation
+    downscaled: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` fully, refusing empty, broken, non-image and oversized inputs with a clear message."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        try:
+            image = Image.fromarray(source)
+        except TypeError as exc:
+            raise InvalidImageError(f"array of shape {source.shape} and dtype {source.dtype} is not an image") from exc
+    else:
+        data = source if isinstance(source, bytes) else _read(Path(source))
+        if not data:
+            raise InvalidImageError("the file is empty")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise InvalidImageError("the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from exc
+        except Image.DecompressionBombError as exc:
+            raise InvalidImageError(f"the image is too large to decode safely ({exc})") from exc
+    w, h = image.size
+    if w < 1 or h < 1:
+        raise InvalidImageError(f"the image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise InvalidImageError(
+            f"the image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:.0f} MP. Downscale it first."
+        )
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"the image is too large to decode safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"the image data is truncated or corrupted ({exc})") from exc
+    return image
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InvalidImageError(f"no such file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise InvalidImageError(f"{path} is a folder, not an image") from exc
+
+
+def _to_rgb_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Any Pillow mode -> (RGB, optional L alpha); 16/32-bit and float greys are scaled to 8 bits."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    mode = image.mode
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        image = image.convert("RGBA") if mode != "RGBA" else image
+        return image.convert("RGB"), image.getchannel("A")
+    if mode != "RGB":
+        image = image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return image, None
+
+
+def fit_within(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    w, h = size
+    if not max_side or max(w, h) <= max_side:
+        return w, h
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def load_photo(source: ImageSource, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode, apply EXIF orientation, split alpha, and downscale (LANCZOS, aspect kept) to ``max_side``."""
+    image = open_image(source, max_pixels)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block must not cost the user the photo
+        pass
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    rgb, alpha = _to_rgb_alpha(image)
+    original = rgb.size
+    target = fit_within(original, max_side)
+    if target != original:
+        rgb = rgb.resize(target, Image.LANCZOS)
+        alpha = alpha.resize(target, Image.LANCZOS) if alpha is not None else None
+    return Photo(
+        rgb=np.asarray(rgb, dtype=np.uint8).copy(),
+        alpha=np.asarray(alpha, dtype=np.uint8).copy() if alpha is not None else None,
+        original_size=original,
+        downscaled=target != original,
+    )
+
+
+def keep_brightness(styled: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """Upstream's optional post-step: scale the result so its mean luma matches the photo's."""
+    weights = np.array([0.299, 0.587, 0.114])
+    src = float((photo.reshape(-1, 3).mean(0) * weights).sum())
+    dst = float((styled.reshape(-1, 3).mean(0) * weights).sum())
+    if dst <= 0:
+        return styled
+    return np.clip(styled.astype(np.float32) * (src / dst) + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_image(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
+    image = Image.fromarray(rgb, "RGB")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha, "L"))
+    return image
+
+
+def encode_png(image: Image.Image, compress_level: int = 6) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()

@@ -1,0 +1,174 @@
+"""The AnimeGANv2 generator, faithful to the upstream TensorFlow 1 graph.
+
+Tensors in, tensors out; no I/O. Parameter names follow the widely used
+PyTorch port (bryandlee/animegan2-pytorch) so its ``.pt`` files load as-is,
+but the computation follows upstream TF exactly:
+
+* REFLECT padding where upstream pads (k3 s1: 1 each side, k7: 3,
+  stride 2: 0 top/left and 1 bottom/right), VALID convolutions;
+* layer norm over (C, H, W) per sample, per-channel gamma/beta, eps 1e-12;
+* TF1 ``resize_images`` bilinear x2 with the legacy pixel mapping
+  (source = destination / 2, clamped at the far edge).
+
+Layer-norm statistics can be recorded from one run and replayed in another
+(:class:`NormStats`): that is what lets tiles of a large photo share the
+statistics of the whole photo instead of each inventing its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LN_EPS = 1e-12
+LRELU_SLOPE = 0.2
+SIZE_MULTIPLE = 4  # two stride-2 convs then two x2 upsamples: multiples of 4 keep their size
+ResizeMode = Literal["tf1", "align_corners"]
+
+
+@dataclass
+class NormStats:
+    """Per-call layer-norm statistics, recorded in one pass and replayed in others.
+
+    ``mode="off"``: each norm uses its own input's statistics (upstream behaviour).
+    ``mode="record"``: same, and each norm's (mean, var) is appended to ``values``.
+    ``mode="replay"``: each norm uses ``values[i]`` instead of its input's statistics.
+    One instance belongs to one call, so concurrent calls never share it.
+    """
+
+    mode: Literal["off", "record", "replay"] = "off"
+    values: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    cursor: int = 0
+
+    def replaying(self) -> "NormStats":
+        return NormStats(mode="replay", values=self.values)
+
+
+class LayerNorm(nn.Module):
+    """TF contrib layer_norm: moments over (C, H, W), per-channel affine, eps 1e-12."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
+        if stats is None or stats.mode == "off":
+            return F.group_norm(x, 1, self.weight, self.bias, LN_EPS)
+        if stats.mode == "record":
+            var, mean = torch.var_mean(x.float(), dim=(1, 2, 3), unbiased=False)
+            stats.values.append((mean, var))
+        else:
+            mean, var = stats.values[stats.cursor]
+            stats.cursor += 1
+        inv = torch.rsqrt(var + LN_EPS).to(x.dtype)[:, None, None, None] * self.weight.view(1, -1, 1, 1)
+        shift = self.bias.view(1, -1, 1, 1) - mean.to(x.dtype)[:, None, None, None] * inv
+        return x * inv + shift
+
+
+def _reflect_pad(x: Tensor, kernel: int, stride: int) -> Tensor:
+    if kernel == 1:
+        return x
+    if stride == 2:
+        return F.pad(x, (0, 1, 0, 1), mode="reflect")
+    p = kernel // 2
+    return F.pad(x, (p, p, p, p), mode="reflect")
+
+
+class ConvNormLReLU(nn.Module):
+    """Reflect pad -> VALID conv -> layer norm -> leaky ReLU (children named 1 and 2 as in the PyTorch port)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, bias: bool = False) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.add_module("1", nn.Conv2d(cin, cout, kernel, stride, 0, groups=groups, bias=bias))
+        self.add_module("2", LayerNorm(cout))
+
+    def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
+        conv, norm = self._modules["1"], self._modules["2"]
+        x = conv(_reflect_pad(x, self.kernel, self.stride))
+        return F.leaky_relu(norm(x, stats), LRELU_SLOPE, inplace=True)
+
+
+class InvertedResBlock(nn.Module):
+    """1x1 expand -> 3x3 depthwise (with bias) -> 1x1 project + norm; residual when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, expansion: int = 2) -> None:
+        super().__init__()
+        hidden = cin * expansion
+        self.residual = cin == cout
+        self.layers = nn.Sequential(
+            ConvNormLReLU(cin, hidden, kernel=1),
+            ConvNormLReLU(hidden, hidden, groups=hidden, bias=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            LayerNorm(cout),
+        )
+
+    def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
+        expand, depthwise, project, norm = self.layers
+        out = norm(project(depthwise(expand(x, stats), stats)), stats)
+        return x + out if self.residual else out
+
+
+class Stage(nn.Sequential):
+    def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, stats)
+        return x
+
+
+def upsample2x_tf1(x: Tensor) -> Tensor:
+    """TF1 ``ResizeBilinear`` x2 with ``align_corners=False, half_pixel_centers=False``.
+
+    Even output pixels copy input pixel i, odd ones average pixels i and i+1
+    (the last one repeats the edge), first along W then along H as TF does.
+    """
+    n, c, h, w = x.shape
+    right = torch.cat([x[..., 1:], x[..., -1:]], dim=3)
+    x = torch.stack([x, x + (right - x) * 0.5], dim=4).reshape(n, c, h, 2 * w)
+    below = torch.cat([x[:, :, 1:], x[:, :, -1:]], dim=2)
+    return torch.stack([x, x + (below - x) * 0.5], dim=3).reshape(n, c, 2 * h, 2 * w)
+
+
+class Generator(nn.Module):
+    """AnimeGANv2 G_net: NCHW in [-1, 1] -> NCHW in [-1, 1], same size when sides are multiples of 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block_a = Stage(ConvNormLReLU(3, 32, kernel=7), ConvNormLReLU(32, 64, stride=2), ConvNormLReLU(64, 64))
+        self.block_b = Stage(ConvNormLReLU(64, 128, stride=2), ConvNormLReLU(128, 128))
+        self.block_c = Stage(
+            ConvNormLReLU(128, 128),
+            InvertedResBlock(128, 256),
+            InvertedResBlock(256, 256),
+            InvertedResBlock(256, 256),
+            InvertedResBlock(256, 256),
+            ConvNormLReLU(256, 128),
+        )
+        self.block_d = Stage(ConvNormLReLU(128, 128), ConvNormLReLU(128, 128))
+        self.block_e = Stage(ConvNormLReLU(128, 64), ConvNormLReLU(64, 64), ConvNormLReLU(64, 32, kernel=7))
+        self.out_layer = nn.Sequential(nn.Conv2d(32, 3, 1, bias=False), nn.Tanh())
+
+    def forward(self, x: Tensor, stats: NormStats | None = None, resize: ResizeMode = "tf1") -> Tensor:
+        size_in = x.shape[-2:]
+        x = self.block_a(x, stats)
+        size_half = x.shape[-2:]
+        x = self.block_c(self.block_b(x, stats), stats)
+        x = self._upsample(x, size_half, resize)
+        x = self.block_d(x, stats)
+        x = self._upsample(x, size_in, resize)
+        return self.out_layer(self.block_e(x, stats))
+
+    @staticmethod
+    def _upsample(x: Tensor, size: torch.Size, resize: ResizeMode) -> Tensor:
+        if resize == "tf1":
+            return upsample2x_tf1(x)
+        # The popular PyTorch port's default: resize to the recorded size with align_corners=True.
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def num_norm_layers(model: Generator) -> int:
+    return sum(isinstance(m, LayerNorm) for m in model.modules())

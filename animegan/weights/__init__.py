@@ -1,0 +1,8 @@
+"""Weights: resolve -> download -> verify -> read TF bundle -> convert -> cache."""
+from .errors import WeightsDownloadError, WeightsError, WeightsIntegrityError, WeightsMissingError
+from .store import LoadedWeights, availability, load_pt, resolve_weights
+
+__all__ = [
+    "LoadedWeights", "WeightsDownloadError", "WeightsError", "WeightsIntegrityError", "WeightsMissingError",
+    "availability", "load_pt", "resolve_weights",
+]

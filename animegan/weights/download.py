@@ -1,0 +1,78 @@
+"""Download one file, verifying size and git blob SHA-1 while streaming; publish it only when intact.
+
+Like ``torch.hub.download_url_to_file``: stream into a temporary file beside the
+target and rename it into place only after the checks pass, so a reader never
+sees a half-written or unverified file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import settings
+from .errors import WeightsDownloadError, WeightsIntegrityError
+
+Progress = Callable[[int, int], None]  # (bytes so far, total bytes)
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """What ``git hash-object`` prints: the identity under which upstream commits the file."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def git_blob_sha1_of_file(path: Path) -> str:
+    size = path.stat().st_size
+    h = hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb") as fh:
+        while chunk := fh.read(settings.DOWNLOAD_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url: str, dest: Path, size: int, git_sha1: str, *, progress: Progress | None = None,
+             timeout: float = settings.DOWNLOAD_TIMEOUT_S) -> Path:
+    """Fetch ``url`` to ``dest``; raise and leave nothing behind unless size and hash match."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    digest = hashlib.sha1(b"blob %d\0" % size)
+    written = 0
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=None, leave=False) if progress is None else None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "animegan-weights/1"})
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(settings.DOWNLOAD_CHUNK):
+                written += len(chunk)
+                if written > size:
+                    raise WeightsIntegrityError(f"{url} sent more than the expected {size} bytes: not the file we expect")
+                digest.update(chunk)
+                out.write(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+                else:
+                    progress(written, size)
+        if written != size:
+            raise WeightsDownloadError(f"{url}: download ended after {written} of {size} bytes (connection dropped?); try again")
+        if digest.hexdigest() != git_sha1:
+            raise WeightsIntegrityError(
+                f"{url}: content does not match the expected git SHA-1 {git_sha1} (got {digest.hexdigest()}); "
+                "the file was rejected and nothing was cached"
+            )
+        os.replace(tmp, dest)
+        return dest
+    except urllib.error.HTTPError as exc:
+        raise WeightsDownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsDownloadError(f"{url}: could not download ({reason}); check the network or use local weights") from exc
+    finally:
+        if bar is not None:
+            bar.close()
+        tmp.unlink(missing_ok=True)

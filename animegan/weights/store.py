@@ -1,0 +1,207 @@
+"""Find a style's weights: explicit path -> weights dir -> verified cache -> download, verify, convert, cache.
+
+The cache holds one converted ``.pt`` per style whose file name carries the
+upstream source identity and the SHA-256 of its own bytes, so a truncated or
+tampered cache file is detected before it is loaded, and replaced. Writers
+take a file lock, so two processes fetching one style at once do not collide.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from .. import settings
+from ..styles import StyleSpec
+from .convert import check_state_dict, convert_tf_checkpoint
+from .download import Progress, download
+from .errors import WeightsError, WeightsIntegrityError, WeightsMissingError
+from .tfbundle import CheckpointError, data_path_for, index_path_for
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    state_dict: StateDict
+    source: str        # where they came from, for the UI and logs
+    fingerprint: str   # SHA-256 over the tensors: identifies the exact weights (for result caches)
+
+
+def fingerprint(state: StateDict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu", torch.float32).contiguous()
+        h.update(name.encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_pt(path: Path) -> StateDict:
+    """Load a PyTorch state dict without executing pickled code, and check it is a whole generator."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many kinds for truncated/tampered files; all mean the same here
+        raise WeightsIntegrityError(
+            f"{path} could not be read as plain tensors ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            "the file is truncated, corrupted, or not a weights-only state dict. Replace it."
+        ) from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise WeightsIntegrityError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    try:
+        check_state_dict(obj, source=str(path))
+    except CheckpointError as exc:
+        raise WeightsIntegrityError(str(exc)) from exc
+    return {k: v.float() for k, v in obj.items()}
+
+
+def load_tf(prefix: Path) -> StateDict:
+    try:
+        return convert_tf_checkpoint(prefix)
+    except CheckpointError as exc:
+        raise WeightsIntegrityError(f"{exc}. Replace the files of checkpoint {prefix}.") from exc
+
+
+def _load_path(path: Path) -> StateDict:
+    """An explicit path: a ``.pt`` file or a TF checkpoint prefix (``X.ckpt`` with ``X.ckpt.index`` beside it)."""
+    if path.is_file() and path.suffix != ".index":
+        return load_pt(path)
+    prefix = Path(str(path)[: -len(".index")]) if path.suffix == ".index" else path
+    if index_path_for(prefix).is_file():
+        if not data_path_for(prefix).is_file():
+            raise WeightsMissingError(f"{index_path_for(prefix)} found but {data_path_for(prefix)} is missing")
+        return load_tf(prefix)
+    raise WeightsMissingError(f"no weights at {path}: expected a .pt file or a TF checkpoint prefix with .index and .data files")
+
+
+def _find_in_dir(spec: StyleSpec, directory: Path) -> Path | None:
+    candidates = [directory / f"{spec.id}.pt", directory / spec.checkpoint_prefix]
+    for c in candidates:
+        if c.is_file() or index_path_for(c).is_file():
+            return c
+    return None
+
+
+def _source_tag(spec: StyleSpec) -> str:
+    return hashlib.sha1("".join(f.git_sha1 for f in spec.files).encode()).hexdigest()[:12]
+
+
+def _cached_files(spec: StyleSpec, cache: Path) -> list[Path]:
+    return sorted(cache.glob(f"{spec.id}.{_source_tag(spec)}.*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _load_cached(spec: StyleSpec, cache: Path) -> tuple[StateDict, Path] | None:
+    """The newest intact cache file; corrupted ones are removed (they will be rebuilt)."""
+    for path in _cached_files(spec, cache):
+        want = path.name.split(".")[-2]
+        got = hashlib.sha256(path.read_bytes()).hexdigest()[: len(want)]
+        if got != want:
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            return load_pt(path), path
+        except WeightsIntegrityError:
+            path.unlink(missing_ok=True)
+    return None
+
+
+def _write_cache(spec: StyleSpec, cache: Path, state: StateDict) -> Path:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    final = cache / f"{spec.id}.{_source_tag(spec)}.{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.id}.", suffix=".tmp", dir=cache)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    for stale in cache.glob(f"{spec.id}.*.pt"):
+        if stale != final:
+            stale.unlink(missing_ok=True)
+    return final
+
+
+def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path) -> str:
+    names = " and ".join(f.name for f in spec.files)
+    where = weights_dir or f"a folder named by {settings.ENV_WEIGHTS_DIR}"
+    return (
+        f"weights for style '{spec.name}' are not available offline. Put {spec.id}.pt, or the upstream files "
+        f"{names} (from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or allow downloading by unsetting "
+        f"{settings.ENV_OFFLINE} and {settings.ENV_HF_OFFLINE} (they will be cached in {cache})."
+    )
+
+
+def resolve_weights(spec: StyleSpec, *, weights: Path | None = None, weights_dir: Path | None = None,
+                    cache: Path | None = None, offline: bool | None = None,
+                    progress: Progress | None = None) -> LoadedWeights:
+    """The one way to get a style's weights; see the module docstring for the order."""
+    if weights is not None:
+        state = _load_path(Path(weights).expanduser())
+        return LoadedWeights(state, str(weights), fingerprint(state))
+    weights_dir = weights_dir or settings.weights_dir()
+    if weights_dir is not None:
+        found = _find_in_dir(spec, Path(weights_dir))
+        if found is not None:
+            state = _load_path(found)
+            return LoadedWeights(state, str(found), fingerprint(state))
+    cache = Path(cache) if cache is not None else settings.cache_dir()
+    offline = settings.offline() if offline is None else offline
+    if offline and not cache.is_dir():
+        raise WeightsMissingError(missing_message(spec, weights_dir, cache))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the weights cache {cache} ({exc}); set {settings.ENV_CACHE_DIR} to a writable folder") from exc
+    with FileLock(str(cache / f"{spec.id}.lock")):
+        hit = _load_cached(spec, cache)
+        if hit is not None:
+            return LoadedWeights(hit[0], str(hit[1]), fingerprint(hit[0]))
+        if offline:
+            raise WeightsMissingError(missing_message(spec, weights_dir, cache))
+        state = _download_and_convert(spec, cache, progress)
+        path = _write_cache(spec, cache, state)
+        return LoadedWeights(state, str(path), fingerprint(state))
+
+
+def _download_and_convert(spec: StyleSpec, cache: Path, progress: Progress | None) -> StateDict:
+    base = settings.mirror()
+    workdir = Path(tempfile.mkdtemp(prefix=f".{spec.id}-download-", dir=cache))
+    try:
+        for f in spec.files:
+            url = f"{base.rstrip('/')}/{f.name}" if base else f.url
+            download(url, workdir / f.name, f.size, f.git_sha1, progress=progress)
+        return load_tf(workdir / spec.checkpoint_prefix)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def availability(spec: StyleSpec, *, weights: Path | None = None, weights_dir: Path | None = None,
+                 cache: Path | None = None, offline: bool | None = None) -> tuple[bool, str]:
+    """Whether a style can be loaded, and from where, without loading or downloading anything."""
+    if weights is not None:
+        ok = Path(weights).is_file() or index_path_for(weights).is_file()
+        return ok, f"weights file {weights}" if ok else f"the given weights path {weights} does not exist"
+    weights_dir = weights_dir or settings.weights_dir()
+    if weights_dir is not None and (found := _find_in_dir(spec, Path(weights_dir))) is not None:
+        return True, f"local file {found}"
+    cache = Path(cache) if cache is not None else settings.cache_dir()
+    if cache.is_dir() and _cached_files(spec, cache):
+        return True, f"cached in {cache}"
+    if settings.offline() if offline is None else offline:
+        return False, missing_message(spec, weights_dir, cache)
+    return True, "downloaded on first use (8.6 MB)"

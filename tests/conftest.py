@@ -1,0 +1,48 @@
+"""Shared fixtures: the test material in ../shared (never copied into the repo) and a registry over it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared")).resolve()
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test material {path} is missing (set ANIMEGAN_SHARED to the shared folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def hayao_pt(shared: Path) -> Path:
+    """Stand-in Hayao weights (float32 state dict dequantised from an 8-bit export)."""
+    return _need(shared / "weights" / "hayao-int8-dequant.pt")
+
+
+@pytest.fixture(scope="session")
+def hayao_ckpt(shared: Path) -> Path:
+    """The same weights as a genuine TF1 checkpoint prefix."""
+    prefix = shared / "weights" / "tf-ckpt" / "Hayao-int8-dequant.ckpt"
+    _need(Path(f"{prefix}.index"))
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def photos(shared: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(_need(shared / "photos").glob("*.jpg"))}
+
+
+@pytest.fixture(scope="session")
+def registry(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A registry whose 'hayao' style uses the stand-in weights; other styles are offline and missing."""
+    from animegan import Registry
+
+    return Registry(weights={"hayao": hayao_pt}, cache_dir=tmp_path_factory.mktemp("cache"), offline=True)
