@@ -1,0 +1,43 @@
+"""AnimeGANv2 web app: flags -> shared registry -> UI -> queue -> launch.
+
+``python app.py`` serves on http://127.0.0.1:7860 (CPU when there is no GPU). ``python app.py --help`` lists the
+flags; each has an ANIMEGAN_* environment variable, which is how a Hugging Face Space configures it (Spaces
+run this file and use the module-level ``demo``). The UI itself is in ``animegan/ui.py``.
+
+API: ``gradio_client.Client(url).predict(handle_file(photo), "hayao", 1024, False, api_name="/stylize")``
+returns ``(png_path, notice)``.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import torch
+
+from animegan import Registry
+from animegan.serving import load_config
+from animegan.ui import CSS, EXAMPLES_DIR, build_demo
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+log = logging.getLogger("animegan.app")
+
+# Flags only when run as a script; imported (Spaces, `gradio app.py` reload mode) the environment configures it.
+config = load_config(sys.argv[1:] if __name__ == "__main__" else [])
+
+threads = config.threads()
+if threads:  # CPU: workers x threads = cores, so parallel conversions do not fight over cores
+    torch.set_num_threads(threads)
+
+# One registry for every worker and session: each style's model is loaded once and shared.
+registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
+
+demo = build_demo(config, registry)
+demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers())
+
+log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",
+         config.device, config.workers(), threads or "default", config.max_queue,
+         ", ".join(f"{k} ({'ok' if ok else 'unavailable'})" for k, (ok, _) in registry.availability().items()))
+
+if __name__ == "__main__":
+    demo.launch(**config.launch_kwargs(), allowed_paths=[str(EXAMPLES_DIR)], css=CSS, footer_links=["api", "gradio"])
