@@ -1,0 +1,203 @@
+"""The Gradio app, end to end: ``python app.py`` in a subprocess on 127.0.0.1, driven through gradio_client.
+
+What is shown here: a real photo converts through ``/stylize`` into a stylised PNG of the right size; at most the
+configured number of conversions run at once (the handler's own in-flight gauge, read through ``/stats``); a full
+queue refuses cleanly and the server keeps serving; a style without weights offline is reported, not crashed on.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError
+
+from animegan.serving import cpu_cores
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python app.py --port P ARGS`` with its caches in ``tmp``; yields the URL once it answers."""
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    log = (tmp / "server.log").open("wb")
+    full_env = {**os.environ, "ANIMEGAN_CACHE_DIR": str(tmp / "cache"), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args],
+                            cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"app exited with {proc.returncode}:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"app did not start in {STARTUP_TIMEOUT_S} s") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def client(url: str, tmp: Path) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp / "downloads"))
+
+
+@pytest.fixture(scope="module")
+def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real photo at 192 px (JPEG), so that a conversion takes well under a second on CPU."""
+    im = Image.open(photos["railway_crossing"]).convert("RGB")
+    im.thumbnail((192, 192), Image.LANCZOS)
+    path = tmp_path_factory.mktemp("photo") / "railway.jpg"
+    im.save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app: Hayao from the stand-in weights, offline (Shinkai and Paprika have no weights), 2 at once."""
+    tmp = tmp_path_factory.mktemp("app")
+    with running_app(tmp, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
+                     "--concurrency", "2", "--max-queue", "16") as url:
+        yield url
+
+
+def assert_stylised(png: Path, photo: Path, size: tuple[int, int]) -> None:
+    with Image.open(png) as out:
+        assert out.format == "PNG"
+        assert out.size == size
+        result = np.asarray(out.convert("RGB"), dtype=np.float32)
+    source = np.asarray(Image.open(photo).convert("RGB").resize(size, Image.LANCZOS), dtype=np.float32)
+    mad = float(np.abs(result - source).mean())
+    assert mad > 12, f"result is too close to the photo (mean abs diff {mad:.1f}): not stylised"
+    assert result.std() > 10, "result is flat"
+
+
+def test_stylize_api_converts_a_real_photo(app_url: str, small_photo: Path, tmp_path: Path) -> None:
+    png, text = client(app_url, tmp_path).predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+    assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
+    assert text.startswith("Hayao style") and "downscaled" not in text
+
+
+def test_downscaling_is_said_plainly(app_url: str, small_photo: Path, tmp_path: Path) -> None:
+    png, text = client(app_url, tmp_path).predict(handle_file(str(small_photo)), "Hayao", 96, True, api_name="/stylize")
+    w, h = Image.open(small_photo).size
+    with Image.open(png) as out:
+        assert max(out.size) == 96
+    assert f"downscaled from {w}x{h}" in text and "0 for the native size" in text
+
+
+def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small_photo: Path, tmp_path: Path) -> None:
+    clients = [client(app_url, tmp_path / f"c{i}") for i in range(8)]
+    before = clients[0].predict(api_name="/stats")
+    results: list[object] = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = clients[i].predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+        except Exception as exc:  # noqa: BLE001 (recorded, asserted below)
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    failures = [r for r in results if not isinstance(r, tuple)]
+    assert not failures, failures
+    for png, _ in results:  # type: ignore[misc]
+        assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
+    stats = clients[0].predict(api_name="/stats")
+    assert stats["concurrency_limit"] == 2
+    assert stats["succeeded"] - before["succeeded"] == 8
+    assert stats["running"] == 0
+    # The gauge sits inside the handler: it saw at most the limit, and the limit was actually used.
+    assert stats["peak"] == 2, stats
+    assert stats["torch_threads"] == max(1, cpu_cores() // 2)  # the app splits the cores between its 2 workers
+
+
+def test_offline_style_without_weights_is_reported_not_crashed(app_url: str, small_photo: Path, tmp_path: Path) -> None:
+    c = client(app_url, tmp_path)
+    with pytest.raises(AppError) as err:
+        c.predict(handle_file(str(small_photo)), "shinkai", 0, False, api_name="/stylize")
+    message = str(err.value)
+    assert "Shinkai" in message and "not available offline" in message and "shinkai.pt" in message
+    assert "Traceback" not in message
+    png, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")  # still serving
+    assert Path(png).is_file()
+
+
+def test_bad_inputs_give_readable_errors(app_url: str, tmp_path: Path) -> None:
+    c = client(app_url, tmp_path)
+    junk = tmp_path / "notes.png"
+    junk.write_text("this is not a picture")
+    with pytest.raises(AppError, match="can't be used: the file is not an image"):
+        c.predict(handle_file(str(junk)), "hayao", 0, False, api_name="/stylize")
+    with pytest.raises(AppError, match="unknown style 'cubism'; choose one of: hayao, shinkai, paprika"):
+        c.predict(handle_file(str(junk)), "cubism", 0, False, api_name="/stylize")
+    with pytest.raises(AppError, match="Max side must be 0"):
+        c.predict(handle_file(str(junk)), "hayao", -5, False, api_name="/stylize")
+
+
+def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
+        hayao_pt: Path, photos: dict[str, Path], small_photo: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    im = Image.open(photos["kyoto_street_kimono"]).convert("RGB")
+    im.thumbnail((640, 640))  # a few seconds of work: long enough to fill the queue behind it
+    im.save(big, quality=90)
+    with running_app(tmp_path / "tiny", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
+                     "--concurrency", "1", "--max-queue", "1") as url:
+        clients = [client(url, tmp_path / f"c{i}") for i in range(4)]
+        blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
+        deadline = time.monotonic() + 30
+        while clients[0].predict(api_name="/stats")["running"] < 1:  # /stats is not queued: it answers meanwhile
+            assert time.monotonic() < deadline, "the first conversion never started"
+            time.sleep(0.05)
+        waiting = clients[1].submit(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+        time.sleep(0.3)  # let it take the one place in the queue
+        refused = []
+        for c in clients[2:]:
+            with pytest.raises(QueueError, match="Queue is full") as err:
+                c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+            refused.append(err.value)
+        assert len(refused) == 2
+        assert Path(blocker.result(timeout=120)[0]).is_file()
+        assert Path(waiting.result(timeout=120)[0]).is_file()
+        png, _ = clients[2].predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+        assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
+        stats = clients[0].predict(api_name="/stats")
+        assert stats["peak"] == 1 and stats["succeeded"] == 3 and stats["concurrency_limit"] == 1 and stats["max_queue"] == 1

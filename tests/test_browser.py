@@ -1,0 +1,67 @@
+"""A real browser (Debian's chromium through Playwright) drives the real app: upload, style, Convert, result, memory panel.
+
+The full-page screenshot goes to the test's tmp folder; it is written to docs/screenshot.png when that file is
+missing or ANIMEGAN_UPDATE_SCREENSHOT=1 (so ordinary runs leave the tree clean).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app import REPO, running_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PHOTO = REPO / "assets" / "examples" / "astronaut.jpg"
+SCREENSHOT = REPO / "docs" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with running_app(tmp_path / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+        # Offline without their weights, Shinkai and Paprika are listed as unavailable, with the reason.
+        expect(page.locator("#unavailable")).to_contain_text("Shinkai, Paprika")
+        expect(page.locator("#styles-panel")).to_contain_text("Put shinkai.pt")
+        # The memory panel is live: a reading now, and a new timestamp a moment later (gr.Timer, unqueued).
+        panel = page.locator("#memory-panel")
+        expect(panel).to_contain_text("Process RSS")
+        first = re.search(r"at (\d\d:\d\d:\d\d)", panel.inner_text()).group(1)
+        expect(panel).not_to_contain_text(f"at {first}", timeout=5_000)
+
+        page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
+        page.locator("#style label", has_text="Hayao").click()
+        page.locator("#convert").click()
+        expect(page.locator("#notice")).to_contain_text("Hayao style: 512x512 px", timeout=60_000)
+        expect(page.locator("#result img")).to_have_count(2)  # the before/after slider
+        expect(page.locator("#result-file a[href$='/astronaut-hayao.png']")).to_have_count(1)  # the PNG download
+        expect(panel).to_contain_text("Last run: Hayao 512x512", timeout=5_000)
+        expect(panel).to_contain_text("Loaded styles: Hayao (cpu")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)  # let the slider settle before the picture is taken
+        shot = tmp_path / "screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if not SCREENSHOT.exists() or os.environ.get("ANIMEGAN_UPDATE_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOT)
+        page.close()
