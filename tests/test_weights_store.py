@@ -39,6 +39,7 @@ class FileServer:
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = dict(files)
         self.short: set[str] = set()  # paths whose body stops halfway although Content-Length promises everything
+        self.chunked = False  # Transfer-Encoding: chunked instead of Content-Length (as some mirrors and proxies send)
         self.delay = 0.0     # seconds to wait before answering (to make races overlap)
         self.requests: list[str] = []
         server = self
@@ -53,6 +54,15 @@ class FileServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
+                if server.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(body) // 2 if self.path in server.short else len(body), 1 << 16):
+                        part = body[i:i + (1 << 16)]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    if self.path not in server.short:
+                        self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2] if self.path in server.short else body)
@@ -212,6 +222,16 @@ def test_truncated_body_is_an_error_and_nothing_cached(server: FileServer, stand
     with pytest.raises(WeightsDownloadError, match=rf"{DATA}.*ended after {size // 2} of {size} bytes"):
         resolve_weights(spec, cache=cache, offline=False)
     assert leftovers(cache) == set()
+
+
+def test_truncated_chunked_body_is_a_download_error(server: FileServer, stand_in, tmp_path: Path) -> None:
+    """A chunked response cut off mid-stream: http.client raises IncompleteRead, which must surface as our error."""
+    server.chunked = True
+    server.short.add(f"/upstream/{INDEX}")
+    spec = spec_for(f"{server.base}/upstream", stand_in)
+    with pytest.raises(WeightsDownloadError, match=INDEX):
+        resolve_weights(spec, cache=tmp_path / "cache", offline=False)
+    assert leftovers(tmp_path / "cache") == set()
 
 
 def test_shorter_file_than_expected(server: FileServer, stand_in, tmp_path: Path) -> None:

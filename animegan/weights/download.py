@@ -7,6 +7,7 @@ sees a half-written or unverified file.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -69,7 +70,7 @@ def download(url: str, dest: Path, size: int, git_sha1: str, *, progress: Progre
         return dest
     except urllib.error.HTTPError as exc:
         raise WeightsDownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # HTTPException: e.g. a cut chunked body
         reason = getattr(exc, "reason", exc)
         raise WeightsDownloadError(f"{url}: could not download ({reason}); check the network or use local weights") from exc
     finally:
