@@ -33,7 +33,8 @@ if threads:  # CPU: workers x threads = cores, so parallel conversions do not fi
 registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
 
 demo = build_demo(config, registry)
-demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers())
+# api_open=False: a direct POST to /gradio_api/run/stylize must not skip the queue (Gradio opens it off Spaces).
+demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers(), api_open=False)
 
 log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",
          config.device, config.workers(), threads or "default", config.max_queue,

@@ -183,6 +183,10 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         max_file_size=pick("max_file_size", a.max_file_size) or DEFAULT_MAX_FILE_SIZE,
         torch_threads=pick("torch_threads", a.torch_threads, int),
     )
+    try:
+        config.device_type  # noqa: B018 (resolving the device is the check: 'cuda' without one is a usage error)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
     for name in ("concurrency", "max_queue", "torch_threads"):
         value = getattr(config, name)
         if value is not None and value < 1:
