@@ -105,6 +105,7 @@ class StylizeApp:
         self.registry = registry
         self.gauge = ConversionGauge()
         self.last_run: LastRun | None = None
+        self.demo: gr.Blocks | None = None
         self.results_dir = Path(tempfile.mkdtemp(prefix="animegan-results-"))
         atexit.register(shutil.rmtree, self.results_dir, True)
         self._results: deque[Path] = deque()
@@ -193,6 +194,8 @@ class StylizeApp:
     def stats(self) -> dict:
         """In-flight gauge and limits (``/stats``): proves how many conversions ran at once."""
         snap = self.gauge.snapshot()
+        queue = getattr(self.demo, "_queue", None)  # Gradio's queue: len() counts waiting (not running) events
+        snap["queued"] = len(queue) if queue is not None else None
         snap.update(concurrency_limit=self.config.workers(), max_queue=self.config.max_queue,
                     torch_threads=torch.get_num_threads(), device=self.config.device)
         return snap
@@ -410,6 +413,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
 
     with gr.Blocks(title="AnimeGANv2: photos to anime art", analytics_enabled=False, delete_cache=(3600, 3 * 3600)) as demo:
         demo.animegan = app  # tests and app.py reach the shared state through the demo
+        app.demo = demo
         gr.Markdown("# AnimeGANv2: photos to anime art\nUpload a photo, choose a style, press **Convert**. "
                     "Drag the slider over the result to compare it with your photo.", elem_id="title")
         if unavailable:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,6 +76,16 @@ def client(url: str, tmp: Path) -> Client:
     return Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp / "downloads"))
 
 
+def stats(url: str) -> dict:
+    """The handler's in-flight gauge through the unqueued route, as the browser calls ``queue=False`` events.
+
+    (gradio_client sends every call through the queue, so it could not read this while the queue is full.)
+    """
+    response = httpx.post(f"{url}gradio_api/run/stats", json={"data": []}, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"][0]
+
+
 @pytest.fixture(scope="module")
 def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real photo at 192 px (JPEG), so that a conversion takes well under a second on CPU."""
@@ -121,7 +132,7 @@ def test_downscaling_is_said_plainly(app_url: str, small_photo: Path, tmp_path: 
 
 def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small_photo: Path, tmp_path: Path) -> None:
     clients = [client(app_url, tmp_path / f"c{i}") for i in range(8)]
-    before = clients[0].predict(api_name="/stats")
+    before = stats(app_url)
     results: list[object] = [None] * 8
     barrier = threading.Barrier(8)
 
@@ -141,13 +152,13 @@ def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small
     assert not failures, failures
     for png, _ in results:  # type: ignore[misc]
         assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
-    stats = clients[0].predict(api_name="/stats")
-    assert stats["concurrency_limit"] == 2
-    assert stats["succeeded"] - before["succeeded"] == 8
-    assert stats["running"] == 0
+    after = stats(app_url)
+    assert after["concurrency_limit"] == 2
+    assert after["succeeded"] - before["succeeded"] == 8
+    assert after["running"] == 0
     # The gauge sits inside the handler: it saw at most the limit, and the limit was actually used.
-    assert stats["peak"] == 2, stats
-    assert stats["torch_threads"] == max(1, cpu_cores() // 2)  # the app splits the cores between its 2 workers
+    assert after["peak"] == 2, after
+    assert after["torch_threads"] == max(1, cpu_cores() // 2)  # the app splits the cores between its 2 workers
 
 
 def test_offline_style_without_weights_is_reported_not_crashed(app_url: str, small_photo: Path, tmp_path: Path) -> None:
@@ -184,20 +195,29 @@ def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
         clients = [client(url, tmp_path / f"c{i}") for i in range(4)]
         blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
         deadline = time.monotonic() + 30
-        while clients[0].predict(api_name="/stats")["running"] < 1:  # /stats is not queued: it answers meanwhile
+        while stats(url)["running"] < 1:
             assert time.monotonic() < deadline, "the first conversion never started"
             time.sleep(0.05)
         waiting = clients[1].submit(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
-        time.sleep(0.3)  # let it take the one place in the queue
+        while stats(url)["queued"] < 1:  # it takes the one place in the queue
+            assert time.monotonic() < deadline, "the second request never queued"
+            time.sleep(0.05)
+        assert stats(url)["running"] == 1  # the first is still running: the queue is full
         refused = []
         for c in clients[2:]:
             with pytest.raises(QueueError, match="Queue is full") as err:
                 c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
             refused.append(err.value)
         assert len(refused) == 2
+        assert stats(url)["queued"] == 1  # unqueued events (the memory panel's kind) still answer meanwhile
         assert Path(blocker.result(timeout=120)[0]).is_file()
         assert Path(waiting.result(timeout=120)[0]).is_file()
         png, _ = clients[2].predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
         assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
-        stats = clients[0].predict(api_name="/stats")
-        assert stats["peak"] == 1 and stats["succeeded"] == 3 and stats["concurrency_limit"] == 1 and stats["max_queue"] == 1
+        final = stats(url)
+        assert final["peak"] == 1 and final["succeeded"] == 3 and final["concurrency_limit"] == 1 and final["max_queue"] == 1
+
+
+def test_the_queue_cannot_be_skipped_by_posting_directly(app_url: str, small_photo: Path) -> None:
+    response = httpx.post(f"{app_url}gradio_api/run/stylize", json={"data": [None, "hayao", 0, False]}, timeout=10)
+    assert response.status_code == 404 and "join the queue" in response.text
