@@ -14,7 +14,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import imaging
-from .engine import stylize
+from .engine import default_precision, stylize
+from .memory import resolve_device
 from .registry import Registry
 from .styles import UnknownStyleError
 from .weights import WeightsError
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = registry.style(args.style)
         if args.weights:  # the registry keys explicit files by style id
             registry.weights = {spec.id: args.weights}
-        registry.get(spec, "cpu" if args.device == "auto" else args.device, "fp32")
+        device = resolve_device(args.device)  # preload exactly the model stylize() will ask for
+        registry.get(spec, device, default_precision(device))
     except (UnknownStyleError, WeightsError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,12 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
+    written: set[Path] = set()
     for path in tqdm(files, unit="photo", disable=None):
         try:
-            result = stylize(path, spec, registry=registry, device=args.device, max_side=args.max_side,
+            result = stylize(path, spec, registry=registry, device=device, max_side=args.max_side,
                              keep_brightness=args.keep_brightness, max_pixels=args.max_pixels)
             target = args.out / f"{path.stem}_{spec.id}.png"
+            n = 2
+            while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
+                target = args.out / f"{path.stem}_{spec.id}_{n}.png"
+                n += 1
             target.write_bytes(imaging.encode_png(result.image))
+            written.add(target)
             for notice in result.stats.notices:
                 tqdm.write(f"{path}: {notice}")
         except (imaging.InvalidImageError, OSError) as exc:

@@ -102,3 +102,16 @@ def test_folder_without_photos(hayao_pt: Path, tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--weights", str(hayao_pt), "--out", str(tmp_path / "out")]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+def test_same_stem_in_two_folders_keeps_both(photos: dict[str, Path], hayao_pt: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from animegan.__main__ import main
+
+    for folder, name in (("2023", "IMG_0001.jpg"), ("2024", "IMG_0001.jpg"), ("2024", "IMG_0001.png")):
+        (tmp_path / "in" / folder).mkdir(parents=True, exist_ok=True)
+        small_copy(photos["railway_crossing"], tmp_path / "in" / folder / name, (24, 16))
+    out = tmp_path / "out"
+    code = main([str(tmp_path / "in"), "--weights", str(hayao_pt), "--device", "cpu", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_0001_hayao.png", "IMG_0001_hayao_2.png", "IMG_0001_hayao_3.png"]
