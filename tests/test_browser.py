@@ -64,4 +64,9 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         if not SCREENSHOT.exists() or os.environ.get("ANIMEGAN_UPDATE_SCREENSHOT") == "1":
             SCREENSHOT.parent.mkdir(exist_ok=True)
             shutil.copyfile(shot, SCREENSHOT)
+
+        # An example runs on first use (lazy cache, same concurrency group) and fills inputs and result.
+        page.locator("button", has_text="Chelsea · Hayao").click()
+        expect(page.locator("#notice")).to_contain_text("Hayao style: 451x300 px", timeout=60_000)
+        expect(page.locator("#result-file a[href$='/chelsea-hayao.png']")).to_have_count(1)
         page.close()
