@@ -8,7 +8,9 @@ their own. Three events matter:
   number of conversions at once. Lazily cached examples run on the same group.
 * the memory panel: a ``gr.Timer`` tick with ``queue=False``, so it never waits behind conversions and never
   takes a place in the queue (``max_size`` counts queued events only).
-* ``/stats`` (undocumented API, no queue): the in-flight gauge, so tests and operators can check the limit.
+* ``/stats`` (undocumented, ``queue=False``): the handler's in-flight gauge and the queue length, so tests and
+  operators can check the limit. Read it with ``POST /gradio_api/run/stats {"data": []}``, the unqueued route the
+  browser uses for ``queue=False`` events (gradio_client sends every call through the queue).
 """
 from __future__ import annotations
 
@@ -282,7 +284,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
     """Every failure becomes a readable message; only unexpected ones are logged with their traceback."""
     if isinstance(exc, InvalidImageError):
-        return gr.Error(f"This photo can't be used: {exc}.", title="Unusable photo", print_exception=False)
+        return gr.Error(f"This photo can't be used: {str(exc).rstrip('.')}.", title="Unusable photo", print_exception=False)
     if isinstance(exc, WeightsMissingError):
         return gr.Error(f"The {spec.name} style is unavailable: {exc}", title="Style unavailable", print_exception=False)
     if isinstance(exc, WeightsError):
@@ -297,7 +299,7 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
         return gr.Error(f"Ran out of memory while stylizing at {'native size' if max_side == 0 else f'max side {max_side}'}. "
                         f"Try again with {hint}; other conversions running at the same time also use memory.",
                         title="Out of memory", print_exception=False)
-    if isinstance(exc, ValueError) and "device" in str(exc) or isinstance(exc, RuntimeError) and "CUDA GPU" in str(exc):
+    if (isinstance(exc, ValueError) and "device" in str(exc)) or (isinstance(exc, RuntimeError) and "CUDA GPU" in str(exc)):
         return gr.Error(f"The server's device setting is unusable: {exc}", title="Server setup", print_exception=False)
     ref = uuid.uuid4().hex[:8]
     log.error("conversion failed (ref %s, style %s, max side %s)", ref, spec.id, max_side, exc_info=exc)
