@@ -127,7 +127,7 @@ def main() -> None:
     peak = matmul_gflops()
     print(f"ceiling : fp32 matmul 2048x2048 = {peak:.1f} GFLOP/s (best of 5, measured now)")
     print()
-    header = f"{'size':>9} | {'ours median s':>13} | {'baseline median s':>17} | {'ours/baseline':>13} | " \
+    header = f"{'size':>9} | {'ours median s (min-max)':>23} | {'baseline median s (min-max)':>27} | {'ours/baseline':>13} | " \
              f"{'GMAC':>6} | {'ours GFLOP/s':>12} | {'base GFLOP/s':>12} | {'ours % of matmul':>16}"
     print(header)
     print("-" * len(header))
@@ -146,7 +146,9 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t)
         ours, base = statistics.median(times["ours"]), statistics.median(times["baseline"])
         flops = 2 * macs / 1e9
-        print(f"{side:>4}x{side:<4} | {ours:>13.3f} | {base:>17.3f} | {ours / base:>13.2f} | {macs / 1e9:>6.1f} | "
+        spread = {k: f"({min(v):.2f}-{max(v):.2f})" for k, v in times.items()}
+        print(f"{side:>4}x{side:<4} | {ours:>9.3f} {spread['ours']:>13} | {base:>13.3f} {spread['baseline']:>13} | "
+              f"{ours / base:>13.2f} | {macs / 1e9:>6.1f} | "
               f"{flops / ours:>12.1f} | {flops / base:>12.1f} | {100 * flops / ours / peak:>15.0f}%")
     print()
     print("ours/baseline < 1 means our engine is faster. GFLOP/s = 2 x conv MACs / median seconds (whole call, uint8 to uint8).")
