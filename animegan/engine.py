@@ -1,18 +1,33 @@
-"""``stylize()``: the one public entry point. Stateless per call; shared models come from the registry."""
+"""``stylize()``: the one public entry point. Stateless per call; shared models come from the registry.
+
+Each call plans its run from the memory budget (whole image, or tiles sharing whole-image statistics),
+and recovers from running out of memory: smaller tiles first, then, on CUDA, the CPU. What happened is
+told in ``RunStats.notices``.
+"""
 from __future__ import annotations
 
+import gc
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from . import imaging, inference
-from .memory import PeakRSS, resolve_device
-from .registry import Precision, Registry, default_registry
+from . import imaging, inference, memory
+from .memory import PeakRSS, RunPlan, resolve_device
+from .registry import LoadedModel, Precision, Registry, default_registry
 from .styles import StyleSpec
 from .weights.download import Progress
+
+log = logging.getLogger(__name__)
+TileProgress = Callable[[int, int], None]  # (tiles done, tiles in all)
+
+
+class OutOfMemory(RuntimeError):
+    """Even the smallest tiles did not fit; the message says what the user can do."""
 
 
 @dataclass
@@ -28,6 +43,9 @@ class RunStats:
     peak_memory: int              # bytes: CUDA max_memory_allocated, or process peak RSS on CPU
     peak_memory_kind: str
     weights_source: str
+    plan: str = ""                # how it ran: whole image, or tiles
+    tiles: int = 0                # tiles in the final pass (0: whole image)
+    oom_recoveries: int = 0
     notices: list[str] = field(default_factory=list)
 
 
@@ -41,21 +59,85 @@ def default_precision(device: torch.device) -> Precision:
     return "fp16" if device.type == "cuda" else "fp32"
 
 
+def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str,
+             on_tile: TileProgress | None) -> np.ndarray:
+    if not plan.tiled:
+        out = inference.run_whole(loaded.model, rgb, precision)
+        if on_tile:
+            on_tile(1, 1)
+        return out
+    return inference.run_tiled(loaded.model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side,
+                               precision=precision, on_tile=on_tile)
+
+
+def _smaller(plan: RunPlan, height: int, width: int) -> RunPlan | None:
+    """The next plan to try after running out of memory, or None when tiles are already the smallest."""
+    if not plan.tiled:
+        tile = max(memory.MIN_TILE, max(height, width) // 2)
+    elif plan.tile > memory.MIN_TILE:
+        tile = max(memory.MIN_TILE, plan.tile // 2)
+    else:
+        return None
+    stats_side = max(memory.MIN_TILE, int(plan.stats_side / 1.5) // 4 * 4)
+    return RunPlan(tile, plan.halo or memory.DEFAULT_HALO, stats_side, plan.budget, plan.estimate // 2)
+
+
+def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
+                       device: torch.device, precision: str, notices: list[str],
+                       on_tile: TileProgress | None) -> tuple[np.ndarray, RunPlan, LoadedModel, int]:
+    h, w = rgb.shape[:2]
+    recoveries = 0
+    while True:
+        try:
+            return _execute(loaded, rgb, plan, precision, on_tile), plan, loaded, recoveries
+        except Exception as exc:  # noqa: BLE001 - only memory errors are handled; the rest re-raise
+            if not memory.is_out_of_memory(exc):
+                raise
+            del exc  # drop the traceback: it pins the failed run's tensors
+            gc.collect()
+            memory.free_device_memory(device)
+            recoveries += 1
+            nxt = _smaller(plan, h, w)
+            if nxt is not None:
+                notices.append(f"out of memory with {plan.describe()}; retried with tiles of {nxt.tile} px")
+                log.warning("out of memory on %s; retrying with %d px tiles", device, nxt.tile)
+                plan = nxt
+                continue
+            if device.type == "cuda":
+                notices.append("the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU")
+                log.warning("out of memory on %s with the smallest tiles; falling back to the CPU", device)
+                device, precision = torch.device("cpu"), "fp32"
+                loaded = registry.get(spec, device, "fp32")
+                plan = memory.plan_run(h, w, "cpu", "fp32", memory.default_budget(device))
+                continue
+            raise OutOfMemory(
+                f"not enough memory for a {w}x{h} photo even in {memory.MIN_TILE} px tiles; "
+                "lower the max side, close other programs, or raise the memory budget") from None
+
+
 def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, registry: Registry | None = None,
             device: str | torch.device = "auto", precision: Precision | None = None,
             max_side: int | None = None, keep_brightness: bool = False,
-            max_pixels: int = imaging.DEFAULT_MAX_PIXELS, progress: Progress | None = None) -> StylizeResult:
+            max_pixels: int = imaging.DEFAULT_MAX_PIXELS, memory_budget: int | str | None = None,
+            tile: int | None = None, progress: Progress | None = None,
+            on_tile: TileProgress | None = None) -> StylizeResult:
     """Turn a photo into anime art in one style.
 
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
     ``keep_brightness``: upstream's optional post-step (off: output is exactly the model's).
-    Raises ``InvalidImageError`` for unusable images and ``WeightsError`` when a style's weights are unavailable.
+    ``memory_budget``: bytes (or '2G') one run may use; default: free VRAM minus a margin, or 2 GiB of RAM.
+    ``tile``: None plans from the budget, 0 forces one whole-image pass, N forces N px tiles.
+    ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
+    Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
+    unavailable and ``OutOfMemory`` when nothing fits.
     """
     registry = registry or default_registry()
     spec = registry.style(style)
     dev = resolve_device(device)
     precision = precision or default_precision(dev)
     limit = spec.max_side if max_side is None else max_side
+    if limit < 0:
+        raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
     photo = imaging.load_photo(image, max_side=limit or None, max_pixels=max_pixels)
     loaded = registry.get(spec, dev, precision, progress=progress)
 
@@ -63,27 +145,39 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     if photo.downscaled:
         notices.append(f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
                        f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size")
+    h, w = photo.rgb.shape[:2]
+    budget = memory.default_budget(dev, memory.parse_bytes(memory_budget))
+    plan = memory.plan_run(h, w, dev.type, precision, budget, tile=tile)
     start = time.perf_counter()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     with PeakRSS() as rss:
         try:
-            rgb = inference.run_whole(loaded.model, photo.rgb, precision)
+            rgb, plan, loaded, recoveries = _run_with_recovery(registry, spec, loaded, photo.rgb, plan, dev, precision,
+                                                               notices, on_tile)
         finally:
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            memory.free_device_memory(dev)
     seconds = time.perf_counter() - start
-    if dev.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(dev), "CUDA max_memory_allocated"
-        torch.cuda.empty_cache()
+    ran_on = next(loaded.model.parameters()).device
+    if ran_on.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(ran_on), "CUDA max_memory_allocated"
     else:
         peak, kind = rss.peak, "process peak RSS"
+    if plan.tiled:
+        notices.append(f"ran in {plan.describe()}")
     if keep_brightness:
         rgb = imaging.keep_brightness(rgb, photo.rgb)
     out = imaging.to_image(rgb, photo.alpha)
+    n_tiles = len(inference.tile_grid(*_padded(h, w), plan.tile, plan.halo)) if plan.tiled else 0
     stats = RunStats(
-        style=spec.id, device=str(dev), precision=precision, original_size=photo.original_size,
+        style=spec.id, device=str(ran_on), precision=loaded.key.precision, original_size=photo.original_size,
         input_size=photo.size, output_size=out.size, downscaled=photo.downscaled, seconds=seconds,
-        peak_memory=peak, peak_memory_kind=kind, weights_source=loaded.weights_source, notices=notices,
+        peak_memory=peak, peak_memory_kind=kind, weights_source=loaded.weights_source, plan=plan.describe(),
+        tiles=n_tiles, oom_recoveries=recoveries, notices=notices,
     )
     return StylizeResult(out, stats)
+
+
+def _padded(h: int, w: int) -> tuple[int, int]:
+    ph, pw = inference.padding_for(h, w)
+    return h + ph, w + pw

@@ -6,6 +6,9 @@ number of threads may run them at once on a shared model.
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +21,7 @@ MIN_SIDE = 8  # the smallest side whose internal reflect pads are all valid (3 p
 
 def to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW in [-1, 1] (upstream: x / 127.5 - 1)."""
-    x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype)
+    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype)
     x = x / 127.5 - 1.0
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
@@ -74,3 +77,111 @@ def run_whole(model: Generator, rgb: np.ndarray, precision: str = "fp32", stats:
     out = to_pixels(y[..., :h, :w])
     del y
     return out
+
+
+# --- tiles -------------------------------------------------------------------------------------
+# Every layer norm of AnimeGANv2 normalises over the whole feature map, so tiles run alone would each
+# get their own statistics: different tones per tile and visible seams. Tiles here all replay one set of
+# whole-image statistics instead: recorded on the whole photo when that fits, else predicted from two
+# downscaled copies that do (NormStats.extrapolated). Overlapping tiles are blended with linear ramps.
+
+@dataclass(frozen=True)
+class Span:
+    core: tuple[int, int]   # the rows (or cols) this tile is responsible for
+    input: tuple[int, int]  # what it reads: core plus halo, clipped to the image
+
+
+def spans(length: int, core: int, halo: int) -> list[Span]:
+    """Split ``length`` (a multiple of 4) into balanced cores of at most ``core`` px, each read with ``halo``."""
+    n = max(1, math.ceil(length / core))
+    step = -(-length // n // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    out = []
+    for c0 in range(0, length, step):
+        c1 = min(length, c0 + step)
+        out.append(Span((c0, c1), (max(0, c0 - halo), min(length, c1 + halo))))
+    return out
+
+
+def blend_weights(span: Span, length: int, band: int) -> np.ndarray:
+    """1-D weights over ``span.input``: 1 in the core, linear ramps across inner borders (they sum to 1)."""
+    p = np.arange(span.input[0], span.input[1], dtype=np.float32) + 0.5
+    c0, c1 = span.core
+    if not band:
+        return ((p >= c0) & (p < c1)).astype(np.float32)
+    w = np.ones_like(p)
+    if c0 > 0:
+        w *= np.clip((p - (c0 - band / 2)) / band, 0, 1)
+    if c1 < length:
+        w *= np.clip(((c1 + band / 2) - p) / band, 0, 1)
+    return w
+
+
+def tile_grid(h: int, w: int, core: int, halo: int) -> list[tuple[Span, Span]]:
+    return [(ys, xs) for ys in spans(h, core, halo) for xs in spans(w, core, halo)]
+
+
+Forward = Callable[..., torch.Tensor]
+
+
+def _record(model: Generator, rgb: np.ndarray, side: int, precision: str, fwd: Forward) -> tuple[NormStats, int]:
+    """Run a copy of ``rgb`` whose longer side is about ``side`` and record every layer's statistics."""
+    from PIL import Image  # local: only tiled runs need it
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    sh = max(MIN_SIDE, round(h * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    sw = max(MIN_SIDE, round(w * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    small = rgb if (sh, sw) == (h, w) else np.asarray(Image.fromarray(rgb).resize((sw, sh), Image.LANCZOS))
+    params = next(model.parameters())
+    stats = NormStats(mode="record")
+    x = to_tensor(small, params.device, params.dtype)
+    fwd(model, x, precision, stats)
+    del x
+    return stats, max(sh, sw)
+
+
+def whole_image_stats(model: Generator, rgb: np.ndarray, stats_side: int, precision: str = "fp32",
+                      fwd: Forward | None = None) -> NormStats:
+    """Layer statistics of the whole (padded) photo, exact when ``stats_side`` covers it, else extrapolated."""
+    fwd = fwd or forward
+    side = max(rgb.shape[:2])
+    if stats_side >= side:
+        return _record(model, rgb, side, precision, fwd)[0].replaying()
+    near, near_side = _record(model, rgb, stats_side, precision, fwd)
+    far, far_side = _record(model, rgb, round(stats_side / math.sqrt(2)), precision, fwd)
+    return NormStats.extrapolated(near, near_side, far, far_side, side)
+
+
+def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_side: int,
+              precision: str = "fp32", fwd: Forward | None = None,
+              on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Stylise a photo tile by tile with shared whole-image layer-norm statistics; output size == input size.
+
+    ``tile``: core size in px; ``halo``: context read around each core (both rounded to multiples of 4);
+    ``stats_side``: longest side the statistics runs may use (the memory budget decides it).
+    """
+    fwd = fwd or forward
+    params = next(model.parameters())
+    tile = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    halo = halo // SIZE_MULTIPLE * SIZE_MULTIPLE
+    h0, w0 = rgb.shape[:2]
+    ph, pw = padding_for(h0, w0)
+    src = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)[None].float()
+    padded = pad(src, ph, pw)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+    del src
+    h, w = padded.shape[:2]
+    stats = whole_image_stats(model, padded, stats_side, precision, fwd)
+    plan = tile_grid(h, w, tile, halo)
+    out = np.zeros((h, w, 3), np.float32)
+    band = halo // 2
+    for i, (ys, xs) in enumerate(plan):
+        x = to_tensor(padded[ys.input[0]:ys.input[1], xs.input[0]:xs.input[1]], params.device, params.dtype)
+        y = fwd(model, x, precision, stats.replaying())
+        del x
+        pixels = ((y[0].float() + 1.0) * 127.5).permute(1, 2, 0).cpu().numpy()
+        del y
+        weight = np.outer(blend_weights(ys, h, band), blend_weights(xs, w, band))[..., None]
+        out[ys.input[0]:ys.input[1], xs.input[0]:xs.input[1]] += pixels * weight
+        if on_tile:
+            on_tile(i + 1, len(plan))
+    return np.clip(np.round(out[:h0, :w0]), 0, 255).astype(np.uint8)

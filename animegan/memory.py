@@ -189,3 +189,117 @@ def fmt_bytes(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n:.2f} TB"
+
+
+# --- memory model and run plans ------------------------------------------------------------------
+# Peak activation bytes of one whole-image pass = FIXED + PER_PIXEL x pixels. The CPU fp32 figures were
+# measured here (bench/memory_model.py: peak RSS over the run, fresh process, 512^2..1024^2). No GPU was
+# available to measure the CUDA rows: they are estimates from tensor sizes (fp16 halves activations) and
+# are only a first guess, because a CUDA out-of-memory error is recovered from (smaller tiles, then CPU).
+BYTES_PER_PIXEL = {("cpu", "fp32"): 1800, ("cuda", "fp32"): 1800, ("cuda", "fp16"): 1000, ("cpu", "fp16"): 1800}
+FIXED_BYTES = 80 << 20
+ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) and a float32 RGB output (12 B/px)
+DEFAULT_CPU_BUDGET = 2 << 30
+CUDA_MARGIN = 512 << 20
+MIN_TILE = 128
+DEFAULT_HALO = 64  # context around each tile; 64 px makes tiles with exact statistics match a whole run to ~90 dB
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """'2G', '1500M', '800000000' -> bytes; None or '' or 'auto' -> None."""
+    if text is None or isinstance(text, int):
+        return text
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    if t in ("", "AUTO"):
+        return None
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if mult != 1 else t) * mult
+    except ValueError:
+        raise ValueError(f"memory budget {text!r} is not a size like 2G or 1500M") from None
+    if value <= 0:
+        raise ValueError(f"memory budget {text!r} must be positive")
+    return int(value)
+
+
+def default_budget(device: torch.device, requested: int | None = None) -> int:
+    """Bytes one run may use for activations: free VRAM minus a margin on CUDA, a RAM budget on CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        budget = max(0, free - CUDA_MARGIN)
+        return min(budget, requested) if requested else budget
+    if requested:
+        return requested
+    return min(DEFAULT_CPU_BUDGET, available_ram() // 2)
+
+
+def estimate_bytes(pixels: int, device_type: str, precision: str) -> int:
+    return FIXED_BYTES + BYTES_PER_PIXEL[(device_type, precision)] * pixels
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How one photo is run: whole, or in tiles with whole-image statistics from a run at ``stats_side``."""
+
+    tile: int           # core tile side in px; 0 = whole image in one pass
+    halo: int
+    stats_side: int     # longest side of the statistics run(s); >= the photo's side means exact statistics
+    budget: int
+    estimate: int       # predicted peak activation bytes of the plan
+
+    @property
+    def tiled(self) -> bool:
+        return self.tile > 0
+
+    def describe(self) -> str:
+        if not self.tiled:
+            return f"whole image (~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)"
+        return (f"tiles of {self.tile} px (+{self.halo} px context), statistics from a {self.stats_side} px run "
+                f"(~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)")
+
+
+def _largest_side(budget: int, aspect: float, device_type: str, precision: str) -> int:
+    """Longest side (multiple of 4) of a photo of this aspect whose whole run fits ``budget``."""
+    per_px = BYTES_PER_PIXEL[(device_type, precision)]
+    pixels = max(0, budget - FIXED_BYTES) / per_px
+    side = int((pixels / aspect) ** 0.5) if aspect else 0  # aspect = short / long
+    return side // 4 * 4
+
+
+def plan_run(height: int, width: int, device_type: str, precision: str, budget: int,
+             tile: int | None = None, halo: int = DEFAULT_HALO) -> RunPlan:
+    """Whole image when it fits the budget (or ``tile`` == 0 is forced), else the largest tiles that fit.
+
+    ``tile`` > 0 forces tiles of that size (for tests, benchmarks and OOM retries).
+    """
+    pixels = height * width
+    longest, aspect = max(height, width), min(height, width) / max(height, width)
+    whole = estimate_bytes(pixels, device_type, precision)
+    if tile == 0 or (tile is None and whole <= budget):
+        return RunPlan(0, 0, longest, budget, whole)
+    per_px = BYTES_PER_PIXEL[(device_type, precision)]
+    room = budget - ACCUMULATOR_BYTES_PER_PIXEL * pixels - FIXED_BYTES
+    if tile is None:
+        side = int(max(0, room) / per_px) ** 0.5 if room > 0 else 0
+        tile = max(MIN_TILE, int(side) - 2 * halo) // 4 * 4
+    tile = max(4, tile // 4 * 4)
+    stats_side = max(MIN_TILE, min(longest, _largest_side(budget, aspect, device_type, precision)))
+    tile_est = FIXED_BYTES + per_px * (min(tile, height) + 2 * halo) * (min(tile, width) + 2 * halo)
+    stats_est = estimate_bytes(int(stats_side * stats_side * aspect), device_type, precision)
+    estimate = max(tile_est + ACCUMULATOR_BYTES_PER_PIXEL * pixels, stats_est)
+    return RunPlan(tile, halo, stats_side, budget, estimate)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA OOM, or a CPU allocation failure (which PyTorch reports as a RuntimeError)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Return cached blocks to the driver after a run (or a failed one)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()

@@ -46,6 +46,18 @@ class NormStats:
     def replaying(self) -> "NormStats":
         return NormStats(mode="replay", values=self.values)
 
+    @staticmethod
+    def extrapolated(near: "NormStats", near_side: float, far: "NormStats", far_side: float, side: float) -> "NormStats":
+        """Statistics at ``side`` from two recordings at smaller sides, linear in 1/side per layer.
+
+        Layer statistics drift smoothly with the scale the photo is seen at; two downscaled runs
+        predict the full-size statistics far better than either alone (see bench/tile_quality.py).
+        """
+        f = (1 / side - 1 / near_side) / (1 / far_side - 1 / near_side)
+        values = [(mn + (mf - mn) * f, (vn + (vf - vn) * f).clamp_min(LN_EPS))
+                  for (mn, vn), (mf, vf) in zip(near.values, far.values)]
+        return NormStats(mode="replay", values=values)
+
 
 class LayerNorm(nn.Module):
     """TF contrib layer_norm: moments over (C, H, W), per-channel affine, eps 1e-12."""
