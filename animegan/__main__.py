@@ -14,8 +14,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import imaging
-from .engine import default_precision, stylize
-from .memory import resolve_device
+from .engine import OutOfMemory, default_precision, stylize
+from .memory import parse_bytes, resolve_device
 from .registry import Registry
 from .styles import UnknownStyleError
 from .weights import WeightsError
@@ -37,7 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
-    return p.parse_args(argv)
+    p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default: free VRAM minus a margin, "
+                   "or 2 GiB of RAM); larger photos run in tiles with whole-image statistics")
+    p.add_argument("--tile", type=int, default=None, help="0: never tile; N: always N px tiles (default: from the budget)")
+    args = p.parse_args(argv)
+    if args.max_side is not None and args.max_side < 0:
+        p.error("--max-side must be 0 (native size) or a positive number of pixels")
+    if args.tile is not None and args.tile < 0:
+        p.error("--tile must be 0 (never tile) or a tile size in px")
+    try:
+        parse_bytes(args.memory_budget)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
 
 
 def collect(inputs: list[Path]) -> list[Path]:
@@ -76,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in tqdm(files, unit="photo", disable=None):
         try:
             result = stylize(path, spec, registry=registry, device=device, max_side=args.max_side,
-                             keep_brightness=args.keep_brightness, max_pixels=args.max_pixels)
+                             keep_brightness=args.keep_brightness, max_pixels=args.max_pixels,
+                             memory_budget=args.memory_budget, tile=args.tile)
             target = args.out / f"{path.stem}_{spec.id}.png"
             n = 2
             while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             written.add(target)
             for notice in result.stats.notices:
                 tqdm.write(f"{path}: {notice}")
-        except (imaging.InvalidImageError, OSError) as exc:
+        except (imaging.InvalidImageError, OutOfMemory, OSError) as exc:
             failed += 1
             tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
     if failed:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import settings
+from .memory import parse_bytes
 from .styles import UnknownStyleError, get_style
 
 # CPU: measured on a 2-core machine with stylize() on 512x341 photos: 1 conversion x 2 torch threads gave
@@ -38,6 +39,8 @@ ENV = {
     "auth": "ANIMEGAN_AUTH",                # user:pass
     "max_file_size": "ANIMEGAN_MAX_FILE_SIZE",
     "torch_threads": "ANIMEGAN_TORCH_THREADS",
+    "memory_budget": "ANIMEGAN_MEMORY_BUDGET",  # e.g. 2G; default: free VRAM minus a margin, or 2 GiB of RAM
+    "tile": "ANIMEGAN_TILE",                    # 0: never tile; N: force N px tiles; unset: from the budget
 }
 
 
@@ -58,6 +61,8 @@ class ServeConfig:
     auth: tuple[str, str] | None = None
     max_file_size: str = DEFAULT_MAX_FILE_SIZE
     torch_threads: int | None = None      # None: cores // concurrency on CPU
+    memory_budget: int | None = None      # bytes one conversion may use; None: per device (see memory.py)
+    tile: int | None = None               # None: planned from the budget; 0: whole image; N: N px tiles
 
     @property
     def device_type(self) -> str:
@@ -139,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
     p.add_argument("--max-file-size", help=f"largest upload accepted (default {DEFAULT_MAX_FILE_SIZE})")
     p.add_argument("--torch-threads", type=int, help="torch threads per conversion on CPU (default: cores / concurrency)")
+    p.add_argument("--memory-budget", help="memory one conversion may use, e.g. 2G (default: free VRAM minus a "
+                   "margin on a GPU, 2 GiB of RAM on CPU); larger photos run in tiles")
+    p.add_argument("--tile", type=int, help="0: never tile; N: always use N px tiles (default: decided by the budget)")
     return p
 
 
@@ -182,6 +190,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         auth=parse_auth(pick("auth", a.auth)),
         max_file_size=pick("max_file_size", a.max_file_size) or DEFAULT_MAX_FILE_SIZE,
         torch_threads=pick("torch_threads", a.torch_threads, int),
+        memory_budget=parse_bytes(pick("memory_budget", a.memory_budget)),
+        tile=pick("tile", a.tile, int),
     )
     try:
         config.device_type  # noqa: B018 (resolving the device is the check: 'cuda' without one is a usage error)
@@ -191,6 +201,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if config.tile is not None and config.tile < 0:
+        raise ValueError(f"--tile must be 0 (never tile) or a tile size in px, got {config.tile}")
     if config.max_side is not None and config.max_side < 0:
         raise ValueError(f"--max-side must be 0 (native size) or more, got {config.max_side}")
     return config

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from . import imaging, memory
-from .engine import RunStats, StylizeResult, stylize
+from .engine import OutOfMemory, RunStats, StylizeResult, stylize
 from .imaging import InvalidImageError
 from .registry import Registry
 from .serving import ServeConfig
@@ -149,7 +149,8 @@ class StylizeApp:
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 on_bytes = None if ZERO_GPU else _download_progress(progress)
                 progress(0.1, desc=f"Stylizing ({spec.name})")
-                result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes)
+                on_tile = None if ZERO_GPU else _tile_progress(progress)
+                result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes, on_tile)
                 progress(0.95, desc="Encoding PNG")
                 path = self._save(result.image, f"{name}-{spec.id}.png")
             except gr.Error:
@@ -207,11 +208,12 @@ _APPS: dict[int, StylizeApp] = {}
 
 
 def _run_engine(app_id: int, source: imaging.ImageSource, style: str, max_side: int, keep: bool, device: str,
-                on_bytes) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
+                on_bytes, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
     """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``."""
     app = _APPS[app_id]
     result = stylize(source, style, registry=app.registry, device=device, max_side=max_side,
-                     keep_brightness=keep, progress=on_bytes)
+                     keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
+                     tile=app.config.tile, on_tile=on_tile)
     gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
     return result, gpus
 
@@ -264,6 +266,13 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
+def _tile_progress(progress: gr.Progress):
+    def report(done: int, total: int) -> None:
+        if total > 1:
+            progress(0.1 + 0.85 * done / total, desc=f"Stylizing tile {done} of {total}")
+    return report
+
+
 def _download_progress(progress: gr.Progress):
     def report(done: int, total: int) -> None:
         progress((done, total), desc="Downloading weights", unit="bytes")
@@ -271,16 +280,6 @@ def _download_progress(progress: gr.Progress):
 
 
 # -- errors -----------------------------------------------------------------------------------------
-def is_out_of_memory(exc: BaseException) -> bool:
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if isinstance(t, type))
-    if isinstance(exc, MemoryError) or (oom_types and isinstance(exc, oom_types)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate"))
-
-
 def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
     """Every failure becomes a readable message; only unexpected ones are logged with their traceback."""
     if isinstance(exc, InvalidImageError):
@@ -290,7 +289,7 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
     if isinstance(exc, WeightsError):
         return gr.Error(f"The {spec.name} style could not be loaded: {exc}", title="Style unavailable",
                         print_exception=False)
-    if is_out_of_memory(exc):
+    if isinstance(exc, OutOfMemory) or memory.is_out_of_memory(exc):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
         log.warning("out of memory (style %s, max side %s): %s", spec.id, max_side or "native", exc)
