@@ -115,10 +115,13 @@ class Registry:
         wanted = self.style(style).id if style else None
         with self._lock:
             keys = [k for k in self._models if wanted in (None, k.style)]
-            for k in keys:
-                del self._models[k]
-            for sid in [s for s in self._weights if wanted in (None, s)]:
-                del self._weights[sid]
+            sids = [s for s in self._weights if wanted in (None, s)]
+        for k in keys:  # under each key's lock, so a load in progress finishes before it is dropped
+            with self._key_lock(k):
+                self._models.pop(k, None)
+        for sid in sids:
+            with self._key_lock(("weights", sid)):
+                self._weights.pop(sid, None)
         if keys and torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
         return len(keys)

@@ -1,0 +1,184 @@
+"""Memory benchmarks for the memory-aware engine. Each prints its figures and the command that re-runs it.
+
+    python bench/memory_bench.py model            # peak bytes per pixel of whole runs (fresh process per size)
+    python bench/memory_bench.py 4k               # peak RSS of a 3840x2160 photo at native size, default budget
+    python bench/memory_bench.py soak --runs 200  # RSS growth over sequential conversions in one process
+    python bench/memory_bench.py tiles            # tiled vs untiled at 1024 px on the real photos + seam crops
+
+Peak RSS is the kernel's high-water mark of the measuring process (VmHWM), read in a fresh child process so
+nothing earlier in this script counts. Not tests: figures to re-measure on the machine at hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
+WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
+PHOTOS = sorted((SHARED / "photos").glob("*.jpg"))
+
+
+def _child(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line."""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+PRELUDE = f"""
+import json, sys, numpy as np, torch
+sys.path.insert(0, {str(REPO)!r})
+from PIL import Image
+from animegan import Registry, stylize
+from animegan.memory import process_rss, PeakRSS
+registry = Registry(weights={{"hayao": {str(WEIGHTS)!r}}}, offline=True)
+registry.get("hayao", "cpu", "fp32")
+stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0)  # warm-up
+"""
+
+
+def photo_at(width: int, height: int) -> np.ndarray:
+    """A real photo resized (LANCZOS) to the given size: realistic content at any resolution."""
+    return np.asarray(Image.open(PHOTOS[0]).convert("RGB").resize((width, height), Image.LANCZOS))
+
+
+def cmd_model(args: argparse.Namespace) -> None:
+    rows = []
+    for side in args.sizes:
+        r = _child(PRELUDE + f"""
+rgb = np.asarray(Image.open({str(PHOTOS[0])!r}).convert("RGB").resize(({side}, {side}), Image.LANCZOS))
+base = process_rss()
+with PeakRSS() as p:
+    stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, tile=0)
+print(json.dumps({{"delta": p.peak - base, "pixels": {side * side}}}))
+""")
+        rows.append((side, r["delta"], r["pixels"]))
+        print(f"{side}x{side}: peak above baseline {r['delta'] / 2**20:8.0f} MiB = {r['delta'] / r['pixels']:6.0f} B/px")
+    if len(rows) >= 2:
+        px = np.array([r[2] for r in rows], float)
+        by = np.array([r[1] for r in rows], float)
+        slope, icpt = np.polyfit(px, by, 1)
+        print(f"fit: peak = {icpt / 2**20:.0f} MiB + {slope:.0f} B/px  "
+              f"(animegan/memory.py uses FIXED_BYTES + BYTES_PER_PIXEL[('cpu','fp32')])")
+
+
+def cmd_4k(args: argparse.Namespace) -> None:
+    budget = repr(args.budget)
+    r = _child(PRELUDE + f"""
+rgb = np.asarray(Image.open({str(PHOTOS[0])!r}).convert("RGB").resize((3840, 2160), Image.LANCZOS))
+base = process_rss()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+res = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget={budget})
+hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({{"hwm": hwm, "base": base, "seconds": res.stats.seconds, "plan": res.stats.plan,
+                  "size": res.image.size, "tiles": res.stats.tiles}}))
+""")
+    from animegan.memory import estimate_bytes
+    untiled = estimate_bytes(3840 * 2160, "cpu", "fp32") + r["base"]
+    print(f"3840x2160 native, budget {args.budget or 'default'}: peak RSS {r['hwm'] / 2**30:.2f} GiB "
+          f"(process before the run {r['base'] / 2**30:.2f} GiB), {r['seconds']:.0f} s, output {r['size']}, "
+          f"{r['tiles']} tiles: {r['plan']}")
+    print(f"untiled estimate from the memory model: {untiled / 2**30:.1f} GiB")
+
+
+def cmd_soak(args: argparse.Namespace) -> None:
+    r = _child(PRELUDE + f"""
+rng = np.random.default_rng(0)
+src = np.asarray(Image.open({str(PHOTOS[1])!r}).convert("RGB"))
+samples = []
+for i in range({args.runs}):
+    h, w = int(rng.integers(96, 257)), int(rng.integers(96, 257))
+    y, x = int(rng.integers(0, src.shape[0] - h)), int(rng.integers(0, src.shape[1] - w))
+    tile = 96 if i % 5 == 4 else None  # every fifth run is tiled
+    stylize(np.ascontiguousarray(src[y:y + h, x:x + w]), "hayao", registry=registry, device="cpu", max_side=0, tile=tile)
+    samples.append(process_rss())
+print(json.dumps({{"rss": samples}}))
+""")
+    rss = r["rss"]
+    warm = max(1, len(rss) // 10)
+    ref = rss[warm - 1]
+    growth = (rss[-1] - ref) / ref * 100
+    print(f"{len(rss)} conversions (96-256 px, every 5th tiled): RSS after warm-up ({warm} runs) {ref / 2**20:.0f} MiB, "
+          f"at the end {rss[-1] / 2**20:.0f} MiB, max {max(rss[warm:]) / 2**20:.0f} MiB: growth {growth:+.1f}%")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def cmd_tiles(args: argparse.Namespace) -> None:
+    import torch
+
+    from animegan import Registry, inference, memory
+    registry = Registry(weights={"hayao": WEIGHTS}, offline=True)
+    model = registry.get("hayao", "cpu", "fp32").model
+    budget = memory.parse_bytes(args.budget)
+    crops = []
+    for path in PHOTOS:
+        img = Image.open(path).convert("RGB")
+        scale = 1024 / max(img.size)
+        rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
+        h, w = rgb.shape[:2]
+        plan = memory.plan_run(h, w, "cpu", "fp32", budget)
+        with torch.inference_mode():
+            whole = inference.run_whole(model, rgb)
+            tiled = inference.run_tiled(model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side)
+            naive = np.zeros_like(whole)
+            for ys, xs in inference.tile_grid(*[s + p for s, p in zip((h, w), inference.padding_for(h, w))], plan.tile, 0):
+                part = np.ascontiguousarray(rgb[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]])
+                if part.size:
+                    naive[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]] = inference.run_whole(model, part)
+        print(f"{path.stem} {w}x{h}, budget {args.budget}: {plan.describe()}: tiled vs untiled PSNR "
+              f"{psnr(tiled, whole):.2f} dB, max |diff| {np.abs(tiled.astype(int) - whole).max()}; "
+              f"tiles with their own statistics: {psnr(naive, whole):.2f} dB")
+        # a 96 px crop centred on the first inner tile corner, shown 4x: untiled | tiled | naive tiles
+        ys = inference.spans(h + inference.padding_for(h, w)[0], plan.tile, 0)
+        xs = inference.spans(w + inference.padding_for(h, w)[1], plan.tile, 0)
+        cy = ys[0].core[1] if len(ys) > 1 else h // 2
+        cx = xs[0].core[1] if len(xs) > 1 else w // 2
+        y0, x0 = max(0, min(h - 96, cy - 48)), max(0, min(w - 96, cx - 48))
+        row = [Image.fromarray(a[y0:y0 + 96, x0:x0 + 96]).resize((384, 384), Image.NEAREST) for a in (whole, tiled, naive)]
+        strip = Image.new("RGB", (3 * 384 + 2 * 8, 384), "white")
+        for i, im in enumerate(row):
+            strip.paste(im, (i * (384 + 8), 0))
+        crops.append(strip)
+    out = REPO / "docs" / "tile_seam.png"
+    sheet = Image.new("RGB", (crops[0].width, sum(c.height for c in crops) + 8 * (len(crops) - 1)), "white")
+    y = 0
+    for c in crops:
+        sheet.paste(c, (0, y))
+        y += c.height + 8
+    sheet.save(out, optimize=True)
+    print(f"wrote {out.relative_to(REPO)}: per photo, 4x crops at a tile corner: untiled | tiled (shared statistics) | "
+          "tiles normalised alone")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("--sizes", type=int, nargs="+", default=[384, 512, 768, 1024])
+    k = sub.add_parser("4k")
+    k.add_argument("--budget", default=None, help="memory budget (default: the engine's CPU default)")
+    s = sub.add_parser("soak")
+    s.add_argument("--runs", type=int, default=200)
+    t = sub.add_parser("tiles")
+    t.add_argument("--budget", default="1G", help="a budget under what a 1024 px photo needs whole, so it tiles")
+    args = p.parse_args()
+    print("$ python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
+    {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
