@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000  # checked from the header, before any pixel is decoded
-# Pillow's own guard stays on as a second line; ours is the one users see.
+# Pillow's own bomb guard stays on as a second line: Image.open() raises above this many pixels (and warns above
+# half of it) before decoding anything. Ours (``max_pixels``) is the one users see; see set_pillow_guard().
 Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
@@ -50,8 +51,13 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError as exc:
             raise InvalidImageError("the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from exc
-        except Image.DecompressionBombError as exc:
-            raise InvalidImageError(f"the image is too large to decode safely ({exc})") from exc
+        except Image.DecompressionBombError as exc:  # the header claims far more pixels than we allow
+            raise InvalidImageError(f"the image is too large to decode safely ({exc}); the limit is "
+                                    f"{max_pixels / 1e6:.0f} MP. Downscale it first.") from exc
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged header makes plugins raise OSError, SyntaxError, struct.error...
+            raise InvalidImageError(f"the image data is truncated or corrupted ({type(exc).__name__}: {exc})") from exc
     w, h = image.size
     if w < 1 or h < 1:
         raise InvalidImageError(f"the image has no pixels ({w}x{h})")
@@ -63,9 +69,20 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         image.load()
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"the image is too large to decode safely ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, EOFError... on bad data
         raise InvalidImageError(f"the image data is truncated or corrupted ({exc})") from exc
     return image
+
+
+def set_pillow_guard(max_pixels: int) -> None:
+    """Keep Pillow's process-wide bomb guard at twice the largest ``max_pixels`` a caller allows.
+
+    Pillow refuses above ``Image.MAX_IMAGE_PIXELS`` before our own, clearer check runs, so an app or CLI
+    configured above the default limit must raise it; it is never lowered below the default's guard.
+    """
+    Image.MAX_IMAGE_PIXELS = max(2 * DEFAULT_MAX_PIXELS, 2 * int(max_pixels))
 
 
 def _read(path: Path) -> bytes:
@@ -83,11 +100,13 @@ def _to_rgb_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         top = 65535.0 if mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
         image = Image.fromarray(np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
     elif mode == "PA":
         image = image.convert("RGBA")
+    elif mode == "La":  # premultiplied grey: Pillow converts it only to LA
+        image = image.convert("LA")
     mode = image.mode
     if mode in ("RGBA", "LA", "RGBa", "La"):
         image = image.convert("RGBA") if mode != "RGBA" else image
@@ -112,8 +131,8 @@ def load_photo(source: ImageSource, max_side: int | None = None, max_pixels: int
         image = ImageOps.exif_transpose(image)
     except Exception:  # a malformed EXIF block must not cost the user the photo
         pass
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
+    # Animated GIF/WebP/APNG: open_image() decoded the first frame, which is the one used. (Asking for
+    # n_frames would walk every frame of the file: a cheap way for a hostile GIF to burn CPU.)
     rgb, alpha = _to_rgb_alpha(image)
     original = rgb.size
     target = fit_within(original, max_side)
