@@ -7,6 +7,7 @@ told in ``RunStats.notices``.
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from PIL import Image
 from . import imaging, inference, memory
 from .memory import PeakRSS, RunPlan, resolve_device
 from .registry import LoadedModel, Precision, Registry, default_registry
+from .result_cache import ResultCache, result_key
 from .styles import StyleSpec
 from .weights.download import Progress
 
@@ -47,12 +49,15 @@ class RunStats:
     tiles: int = 0                # tiles in the final pass (0: whole image)
     oom_recoveries: int = 0
     notices: list[str] = field(default_factory=list)
+    replica: str = ""             # which Ray Serve replica ran it (set by the replica); empty: this process
+    cached: bool = False          # True: the result came from the result cache, the model did not run
 
 
 @dataclass
 class StylizeResult:
     image: Image.Image
     stats: RunStats
+    png: bytes | None = None      # the encoded PNG when a result cache was used (callers need not encode again)
 
 
 def default_precision(device: torch.device) -> Precision:
@@ -120,7 +125,7 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
             max_side: int | None = None, keep_brightness: bool = False,
             max_pixels: int = imaging.DEFAULT_MAX_PIXELS, memory_budget: int | str | None = None,
             tile: int | None = None, progress: Progress | None = None,
-            on_tile: TileProgress | None = None) -> StylizeResult:
+            on_tile: TileProgress | None = None, cache: ResultCache | None = None) -> StylizeResult:
     """Turn a photo into anime art in one style.
 
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
@@ -130,6 +135,8 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
     unavailable and ``OutOfMemory`` when nothing fits.
+    ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
+    running the model (``stats.cached``), a miss stores this run's PNG.
     """
     registry = registry or default_registry()
     spec = registry.style(style)
@@ -148,6 +155,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     h, w = photo.rgb.shape[:2]
     budget = memory.default_budget(dev, memory.parse_bytes(memory_budget))
     plan = memory.plan_run(h, w, dev.type, precision, budget, tile=tile)
+    key = _cache_key(photo, loaded, plan, dev, keep_brightness) if cache is not None else ""
+    if cache is not None and (hit := _from_cache(cache, key, photo, loaded, plan, notices)) is not None:
+        return hit
     start = time.perf_counter()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -175,7 +185,37 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
         peak_memory=peak, peak_memory_kind=kind, weights_source=loaded.weights_source, plan=plan.describe(),
         tiles=n_tiles, oom_recoveries=recoveries, notices=notices,
     )
-    return StylizeResult(out, stats)
+    png = None
+    if cache is not None:
+        png = imaging.encode_png(out)
+        if not recoveries:  # a run that recovered from running out of memory is not what the key describes
+            cache.put(key, png)
+    return StylizeResult(out, stats, png)
+
+
+def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device, keep: bool) -> str:
+    """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan."""
+    run = ["tiles", plan.tile, plan.halo, plan.stats_side] if plan.tiled else ["whole"]
+    return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
+                      settings={"keep_brightness": keep, "device": dev.type, "precision": loaded.key.precision,
+                                "run": run})
+
+
+def _from_cache(cache: ResultCache, key: str, photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan,
+                notices: list[str]) -> StylizeResult | None:
+    start = time.perf_counter()
+    png = cache.get(key)
+    if png is None:
+        return None
+    image = Image.open(io.BytesIO(png))  # decoded lazily: callers that only need the PNG never pay for it
+    stats = RunStats(
+        style=loaded.spec.id, device=loaded.key.device, precision=loaded.key.precision,
+        original_size=photo.original_size, input_size=photo.size, output_size=image.size,
+        downscaled=photo.downscaled, seconds=time.perf_counter() - start, peak_memory=0,
+        peak_memory_kind="none (result cache)", weights_source=loaded.weights_source,
+        plan="result cache hit", notices=notices, cached=True,
+    )
+    return StylizeResult(image, stats, png)
 
 
 def _padded(h: int, w: int) -> tuple[int, int]:

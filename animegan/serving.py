@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import settings
+from . import imaging, settings
 from .memory import parse_bytes
+from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 
 # CPU: measured on a 2-core machine with stylize() on 512x341 photos: 1 conversion x 2 torch threads gave
@@ -23,6 +24,8 @@ CPU_CORES_PER_WORKER = 8
 GPU_CONCURRENCY = 1
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_FILE_SIZE = "25mb"
+DEFAULT_TIMEOUT_S = 300.0         # one conversion; a native-size 50 MP photo takes minutes on a 2-core CPU
+DEFAULT_TEMP_MAX_AGE_S = 3 * 3600  # uploads and results older than this are deleted from the server's disk
 DEFAULT_PORT = 7860
 
 ENV = {
@@ -41,7 +44,19 @@ ENV = {
     "torch_threads": "ANIMEGAN_TORCH_THREADS",
     "memory_budget": "ANIMEGAN_MEMORY_BUDGET",  # e.g. 2G; default: free VRAM minus a margin, or 2 GiB of RAM
     "tile": "ANIMEGAN_TILE",                    # 0: never tile; N: force N px tiles; unset: from the budget
+    "max_pixels": "ANIMEGAN_MAX_PIXELS",        # largest image (width x height) accepted, read from its header
+    "timeout": "ANIMEGAN_TIMEOUT",              # seconds one conversion may run; 0: no limit
+    "temp_max_age": "ANIMEGAN_TEMP_MAX_AGE",    # seconds uploads and results are kept on disk
+    "backend": "ANIMEGAN_BACKEND",              # local (default) or ray
+    "ray_address": "ANIMEGAN_RAY_ADDRESS",      # auto or ray://HOST:PORT; unset: start a local Ray
+    "replicas": "ANIMEGAN_REPLICAS",
+    "cache_size": "ANIMEGAN_CACHE_SIZE",        # bytes of results kept in this process, e.g. 256M; 0: no cache
+    "cache": "ANIMEGAN_CACHE",                  # redis://HOST:PORT/DB: share results through Redis
+    "metrics": "ANIMEGAN_METRICS",
+    "mcp": "ANIMEGAN_MCP",
 }
+BACKENDS = ("local", "ray")
+DEFAULT_REPLICAS = 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,16 @@ class ServeConfig:
     torch_threads: int | None = None      # None: cores // concurrency on CPU
     memory_budget: int | None = None      # bytes one conversion may use; None: per device (see memory.py)
     tile: int | None = None               # None: planned from the budget; 0: whole image; N: N px tiles
+    max_pixels: int = imaging.DEFAULT_MAX_PIXELS
+    timeout: float | None = DEFAULT_TIMEOUT_S  # None: no limit
+    temp_max_age: int = DEFAULT_TEMP_MAX_AGE_S
+    backend: str = "local"                # where conversions run: this process, or Ray Serve replicas
+    ray_address: str | None = None        # None: start a local Ray instance and deploy the replicas there
+    replicas: int = DEFAULT_REPLICAS      # Ray Serve replicas (backend ray)
+    cache_size: int = DEFAULT_CACHE_SIZE  # bytes of result PNGs kept in this process; 0: no result cache
+    cache: str | None = None              # redis://HOST:PORT/DB: a result cache shared by every app process
+    metrics: bool = False                 # serve /metrics (Prometheus) on the app's port
+    mcp: bool = False                     # serve Gradio's MCP server (the stylize tool) on the app's port
 
     @property
     def device_type(self) -> str:
@@ -74,6 +99,8 @@ class ServeConfig:
         """Conversions that may run at once (the queue's concurrency limit)."""
         if self.concurrency:
             return self.concurrency
+        if self.backend == "ray":  # each replica runs one conversion at a time
+            return self.replicas
         if self.device_type == "cuda":
             return GPU_CONCURRENCY
         return max(1, cpu_cores() // CPU_CORES_PER_WORKER)
@@ -90,6 +117,7 @@ class ServeConfig:
         return {
             "server_name": self.host, "server_port": self.port, "share": self.share, "auth": self.auth,
             "max_file_size": self.max_file_size, "show_error": False,
+            "mcp_server": True if self.mcp else None,  # None: Gradio's own GRADIO_MCP_SERVER decides
         }
 
 
@@ -120,6 +148,19 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
+def _timeout(value: float | None) -> float | None:
+    """None (not given): the default; 0: no limit; negative: a usage error."""
+    if value is None:
+        return DEFAULT_TIMEOUT_S
+    if value < 0:
+        raise ValueError(f"--timeout must be 0 (no limit) or a number of seconds, got {value}")
+    return value or None
+
+
 def _flag(value: str | None) -> bool | None:
     if value is None or value.strip() == "":
         return None
@@ -147,6 +188,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", help="memory one conversion may use, e.g. 2G (default: free VRAM minus a "
                    "margin on a GPU, 2 GiB of RAM on CPU); larger photos run in tiles")
     p.add_argument("--tile", type=int, help="0: never tile; N: always use N px tiles (default: decided by the budget)")
+    p.add_argument("--max-pixels", type=int, help="refuse images above this many pixels, read from the file header "
+                   f"before decoding (default {imaging.DEFAULT_MAX_PIXELS})")
+    p.add_argument("--timeout", type=float, help="seconds one conversion may run before it is stopped at the next "
+                   f"tile (0: no limit; default {DEFAULT_TIMEOUT_S:.0f})")
+    p.add_argument("--temp-max-age", type=int, help="seconds uploads and results stay on the server's disk "
+                   f"(default {DEFAULT_TEMP_MAX_AGE_S})")
+    p.add_argument("--backend", choices=BACKENDS, help="where conversions run: local (this process, default) or ray "
+                   "(Ray Serve replicas; pip install -r requirements-extras.txt)")
+    p.add_argument("--ray-address", help="join this Ray cluster (auto, or ray://HOST:10001); default: start a local Ray")
+    p.add_argument("--replicas", type=int, help=f"Ray Serve replicas to deploy (default {DEFAULT_REPLICAS})")
+    p.add_argument("--cache-size", help="bytes of results kept in memory, e.g. 256M: the same photo, style and "
+                   f"settings again is answered without running the model (0: off; default {DEFAULT_CACHE_SIZE >> 20}M)")
+    p.add_argument("--cache", metavar="redis://HOST:PORT/DB", help="keep results in Redis, shared by every app "
+                   "process and replica (default: in this process only)")
+    p.add_argument("--metrics", action="store_true", default=None, help="serve Prometheus metrics at /metrics "
+                   "(off by default: see SECURITY.md)")
+    p.add_argument("--mcp", action="store_true", default=None, help="serve Gradio's MCP server, so AI assistants can "
+                   "call the stylize tool")
     return p
 
 
@@ -192,7 +251,23 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         torch_threads=pick("torch_threads", a.torch_threads, int),
         memory_budget=parse_bytes(pick("memory_budget", a.memory_budget)),
         tile=pick("tile", a.tile, int),
+        max_pixels=_or(pick("max_pixels", a.max_pixels, int), imaging.DEFAULT_MAX_PIXELS),
+        timeout=_timeout(pick("timeout", a.timeout, float)),
+        temp_max_age=_or(pick("temp_max_age", a.temp_max_age, int), DEFAULT_TEMP_MAX_AGE_S),
+        backend=(pick("backend", a.backend) or "local").strip().lower(),
+        ray_address=pick("ray_address", a.ray_address),
+        replicas=pick("replicas", a.replicas, int) or DEFAULT_REPLICAS,
+        cache_size=cache_capacity(pick("cache_size", a.cache_size)),
+        cache=pick("cache", a.cache),
+        metrics=bool(a.metrics if a.metrics is not None else _flag(env.get(ENV["metrics"]))),
+        mcp=bool(a.mcp if a.mcp is not None else _flag(env.get(ENV["mcp"]))),
     )
+    if config.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {config.replicas}")
+    if config.cache and not config.cache.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"--cache expects redis://HOST:PORT/DB, got {config.cache!r}")
     try:
         config.device_type  # noqa: B018 (resolving the device is the check: 'cuda' without one is a usage error)
     except RuntimeError as exc:
@@ -201,6 +276,9 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("max_pixels", "temp_max_age"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     if config.tile is not None and config.tile < 0:
         raise ValueError(f"--tile must be 0 (never tile) or a tile size in px, got {config.tile}")
     if config.max_side is not None and config.max_side < 0:

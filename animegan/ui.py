@@ -15,6 +15,7 @@ their own. Three events matter:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import base64
 import logging
 import os
@@ -24,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from . import imaging, memory
 from .engine import OutOfMemory, RunStats, StylizeResult, stylize
 from .imaging import InvalidImageError
 from .registry import Registry
+from .result_cache import MemoryCache, ResultCache
 from .serving import ServeConfig
 from .styles import StyleSpec, UnknownStyleError
 from .weights import WeightsError, WeightsMissingError
@@ -62,6 +65,10 @@ CSS = """
 #memory-panel p, #memory-panel li {margin: 0.1em 0}
 #notice {min-height: 2.5em}
 """
+
+
+class ConversionTimeout(RuntimeError):
+    """A conversion ran past the configured per-request limit and was stopped between two tiles."""
 
 
 class ConversionGauge:
@@ -114,6 +121,11 @@ class StylizeApp:
         self._results_lock = threading.Lock()
         self._availability: tuple[float, dict[str, tuple[bool, str]]] = (0.0, {})
         _APPS[id(self)] = self
+        # The backend seam: a callable with stylize()'s signature. Ray Serve's backend replaces it (app.py).
+        self.convert: Callable[..., StylizeResult] = stylize
+        self.metrics: Any = None  # animegan.metrics.Metrics with --metrics (imported only then)
+        # Results by photo content + style + settings: a repeat (or an example) skips the model entirely.
+        self.cache: ResultCache | None = MemoryCache(config.cache_size) if config.cache_size else None
         self._run = spaces.GPU(duration=120)(_run_engine) if spaces is not None else _run_engine
 
     # -- styles ---------------------------------------------------------------------------------
@@ -135,10 +147,36 @@ class StylizeApp:
     # -- conversion -----------------------------------------------------------------------------
     def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        """Photo -> anime art in one style. Returns the PNG's path and a plain-text notice.
+        """Turn a photo into anime art in one AnimeGANv2 style; the result has the photo's size (up to max_side).
 
-        Inputs arrive unprocessed (``preprocess=False``) so that every check, and so every message the
-        user sees, is ours: the photo may be a path or Gradio's file payload.
+        Args:
+            image: the photo to convert (JPEG, PNG, WebP, ...): a file or URL; transparency and EXIF orientation are kept.
+            style: style id: "hayao" (Miyazaki), "shinkai" (Makoto Shinkai) or "paprika" (Satoshi Kon).
+            max_side: longest side of the result in pixels; larger photos are downscaled first. 0 keeps the native size.
+            keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
+
+        Returns:
+            the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
+        """
+        started = time.perf_counter()
+        try:
+            path, text, stats = self._convert(image, style, max_side, keep_brightness, progress)
+        except gr.Error as exc:
+            self._observe(style, started, error=exc)
+            raise
+        self._observe(style, started, stats=stats)
+        return path, text
+
+    def _observe(self, style: Any, started: float, stats: RunStats | None = None, error: gr.Error | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.record(str(style or "none"), self.config.device_type, time.perf_counter() - started, stats,
+                                error_title=getattr(error, "title", None) or ("Error" if error else None),
+                                replica=stats.replica if stats else None)
+
+    def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
+                 progress: gr.Progress) -> tuple[str, str, RunStats]:
+        """The conversion itself. Inputs arrive unprocessed (``preprocess=False``) so that every check, and so
+        every message the user sees, is ours: the photo may be a path or Gradio's file payload.
         """
         with self.gauge:
             source, name = _photo_source(image)
@@ -149,16 +187,16 @@ class StylizeApp:
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 on_bytes = None if ZERO_GPU else _download_progress(progress)
                 progress(0.1, desc=f"Stylizing ({spec.name})")
-                on_tile = None if ZERO_GPU else _tile_progress(progress)
+                on_tile = None if ZERO_GPU else _tile_progress(progress, self.config.timeout)
                 result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes, on_tile)
                 progress(0.95, desc="Encoding PNG")
-                path = self._save(result.image, f"{name}-{spec.id}.png")
+                path = self._save(result.image, f"{name}-{spec.id}.png", result.png)
             except gr.Error:
                 raise
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
                 raise user_error(exc, spec, side) from exc
             self.last_run = LastRun(result.stats, time.time(), gpus)
-            return str(path), notice(result.stats, spec.name)
+            return str(path), notice(result.stats, spec.name), result.stats
 
     def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any):
         """The examples' function (cached lazily): the same conversion, shaped for the UI's outputs."""
@@ -173,14 +211,16 @@ class StylizeApp:
         except UnknownStyleError as exc:
             raise gr.Error(str(exc), title="Unknown style", print_exception=False) from None
 
-    def _save(self, image: Image.Image, filename: str) -> Path:
+    def _save(self, image: Image.Image, filename: str, png: bytes | None = None) -> Path:
         folder = self.results_dir / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
         path = folder / filename
-        path.write_bytes(imaging.encode_png(image))
-        with self._results_lock:
+        path.write_bytes(png if png is not None else imaging.encode_png(image))
+        with self._results_lock:  # bounded by count and by age (the same age as Gradio's own cache)
             self._results.append(folder)
-            while len(self._results) > KEEP_RESULTS:
+            too_old = time.time() - self.config.temp_max_age
+            while len(self._results) > max(KEEP_RESULTS, 2 * self.config.workers()) or (
+                    len(self._results) > 1 and _mtime(self._results[0]) < too_old):
                 shutil.rmtree(self._results.popleft(), ignore_errors=True)
         return path
 
@@ -201,19 +241,32 @@ class StylizeApp:
         snap["queued"] = len(queue) if queue is not None else None
         snap.update(concurrency_limit=self.config.workers(), max_queue=self.config.max_queue,
                     torch_threads=torch.get_num_threads(), device=self.config.device)
+        snap["result_cache"] = dataclasses.asdict(self.cache.stats()) if self.cache is not None else None
         return snap
 
 
 _APPS: dict[int, StylizeApp] = {}
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def cache_cleanup(max_age: int) -> tuple[int, int]:
+    """Gradio's ``delete_cache`` (frequency, age): uploads and results older than ``max_age`` s are deleted."""
+    return max(1, min(3600, max_age // 2)), max_age
+
+
 def _run_engine(app_id: int, source: imaging.ImageSource, style: str, max_side: int, keep: bool, device: str,
                 on_bytes, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
     """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``."""
     app = _APPS[app_id]
-    result = stylize(source, style, registry=app.registry, device=device, max_side=max_side,
+    result = app.convert(source, style, registry=app.registry, device=device, max_side=max_side,
                      keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
-                     tile=app.config.tile, on_tile=on_tile)
+                     tile=app.config.tile, on_tile=on_tile, max_pixels=app.config.max_pixels, cache=app.cache)
     gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
     return result, gpus
 
@@ -266,10 +319,18 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
-def _tile_progress(progress: gr.Progress):
+def _tile_progress(progress: gr.Progress, timeout: float | None = None):
+    """Tile progress, and the per-request timeout: checked between tiles, so a stopped run wastes at most one tile.
+
+    (A photo small enough for one whole-image pass always finishes: there is no point between to stop at.)
+    """
+    deadline = time.monotonic() + timeout if timeout else None
+
     def report(done: int, total: int) -> None:
         if total > 1:
             progress(0.1 + 0.85 * done / total, desc=f"Stylizing tile {done} of {total}")
+        if deadline is not None and done < total and time.monotonic() > deadline:
+            raise ConversionTimeout(f"stopped after {done} of {total} tiles: the limit is {timeout:g} s per conversion")
     return report
 
 
@@ -284,6 +345,11 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
     """Every failure becomes a readable message; only unexpected ones are logged with their traceback."""
     if isinstance(exc, InvalidImageError):
         return gr.Error(f"This photo can't be used: {str(exc).rstrip('.')}.", title="Unusable photo", print_exception=False)
+    if isinstance(exc, ConversionTimeout):
+        log.warning("conversion timed out (style %s, max side %s): %s", spec.id, max_side or "native", exc)
+        return gr.Error(f"This conversion took too long and was {exc}. Try a smaller 'Max side' "
+                        f"({'for example 1024' if max_side == 0 or max_side > 1024 else 'or a smaller photo'}).",
+                        title="Too slow", print_exception=False)
     if isinstance(exc, WeightsMissingError):
         return gr.Error(f"The {spec.name} style is unavailable: {exc}", title="Style unavailable", print_exception=False)
     if isinstance(exc, WeightsError):
@@ -313,6 +379,9 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     w, h = stats.output_size
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
               f"(peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
+    if stats.cached:
+        parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the result cache "
+                 f"({1000 * stats.seconds:.0f} ms; the same photo, style and settings were converted before)."]
     if stats.downscaled:
         ow, oh = stats.original_size
         parts.append(f"Your photo was downscaled from {ow}x{oh} to {stats.input_size[0]}x{stats.input_size[1]} "
@@ -411,8 +480,10 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
     first_ok = next((s.id for s in styles if avail.get(s.id, (False, ""))[0]), styles[0].id if styles else None)
     unavailable = [s.name for s in styles if not avail.get(s.id, (False, ""))[0]]
     workers = config.workers()
+    imaging.set_pillow_guard(config.max_pixels)
 
-    with gr.Blocks(title="AnimeGANv2: photos to anime art", analytics_enabled=False, delete_cache=(3600, 3 * 3600)) as demo:
+    with gr.Blocks(title="AnimeGANv2: photos to anime art", analytics_enabled=False,
+                   delete_cache=cache_cleanup(config.temp_max_age)) as demo:
         demo.animegan = app  # tests and app.py reach the shared state through the demo
         app.demo = demo
         gr.Markdown("# AnimeGANv2: photos to anime art\nUpload a photo, choose a style, press **Convert**. "
@@ -454,8 +525,8 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
                     "Example photos: public domain / CC0, from scikit-image (assets/LICENSE.md).", elem_id="footer")
 
         event = convert.click(app.stylize, inputs=[photo, style, max_side, keep], outputs=[result, note],
-                              api_name="stylize", api_description="Photo (file) + style id + max side (0 = native) + "
-                              "keep brightness -> PNG file + notice", preprocess=False, concurrency_limit=workers,
+                              # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
+                              api_name="stylize", preprocess=False, concurrency_limit=workers,
                               concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
         event.success(comparison, inputs=[photo, result], outputs=slider, queue=False, api_visibility="private",
                       show_progress="hidden")
