@@ -36,9 +36,18 @@ demo = build_demo(config, registry)
 # api_open=False: a direct POST to /gradio_api/run/stylize must not skip the queue (Gradio opens it off Spaces).
 demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers(), api_open=False)
 
+launch_extra: dict = {}
+if config.metrics:  # prometheus_client is an extra: imported only when asked for
+    from animegan.metrics import Metrics
+
+    demo.animegan.metrics = Metrics(queue_length=lambda: len(demo._queue))
+    demo.animegan.metrics.cache_backend = "redis" if config.cache else ("memory" if config.cache_size else None)
+    launch_extra["app_kwargs"] = demo.animegan.metrics.app_kwargs()
+
 log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",
          config.device, config.workers(), threads or "default", config.max_queue,
          ", ".join(f"{k} ({'ok' if ok else 'unavailable'})" for k, (ok, _) in registry.availability().items()))
 
 if __name__ == "__main__":
-    demo.launch(**config.launch_kwargs(), allowed_paths=[str(EXAMPLES_DIR)], css=CSS, footer_links=["api", "gradio"])
+    demo.launch(**config.launch_kwargs(), **launch_extra, allowed_paths=[str(EXAMPLES_DIR)], css=CSS,
+                footer_links=["api", "gradio"])
