@@ -36,12 +36,26 @@ demo = build_demo(config, registry)
 # api_open=False: a direct POST to /gradio_api/run/stylize must not skip the queue (Gradio opens it off Spaces).
 demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers(), api_open=False)
 
+if config.cache:  # redis is an extra: imported only when asked for; the replicas open their own connection
+    from animegan.redis_cache import RedisCache
+
+    demo.animegan.cache = RedisCache(config.cache)
+if config.backend == "ray":  # conversions go to Ray Serve replicas; the UI, queue and messages stay the same
+    try:
+        from animegan.ray_backend import RayBackend
+    except ImportError as exc:
+        sys.exit(f"error: {exc}")
+    demo.animegan.convert = RayBackend(config)
+    demo.animegan.cache = None  # each replica holds the cache (Redis is shared by all of them)
+
 launch_extra: dict = {}
 if config.metrics:  # prometheus_client is an extra: imported only when asked for
     from animegan.metrics import Metrics
 
     demo.animegan.metrics = Metrics(queue_length=lambda: len(demo._queue))
     demo.animegan.metrics.cache_backend = "redis" if config.cache else ("memory" if config.cache_size else None)
+    if hasattr(demo.animegan.cache, "error_counts"):  # Redis failures (requests that ran without the cache)
+        demo.animegan.metrics.add_cache_errors(demo.animegan.cache.error_counts)
     launch_extra["app_kwargs"] = demo.animegan.metrics.app_kwargs()
 
 log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",

@@ -242,6 +242,8 @@ class StylizeApp:
         snap.update(concurrency_limit=self.config.workers(), max_queue=self.config.max_queue,
                     torch_threads=torch.get_num_threads(), device=self.config.device)
         snap["result_cache"] = dataclasses.asdict(self.cache.stats()) if self.cache is not None else None
+        if hasattr(self.convert, "replicas"):  # Ray Serve backend: what each replica last reported
+            snap["replicas"] = self.convert.replicas()
         return snap
 
 

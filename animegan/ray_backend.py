@@ -1,0 +1,166 @@
+"""Conversions on Ray Serve replicas (``--backend ray``): the same engine, scaled past one process and one machine.
+
+Each replica is a process with its own :class:`~animegan.registry.Registry` (models load once per replica),
+the same memory budget, tiling and result cache settings as the app, and a torch thread count that matches the
+CPUs Ray gives it. The app keeps its UI, queue and messages and calls :class:`RayBackend` where it would call
+:func:`~animegan.engine.stylize` (same signature). A replica that dies mid-request costs at most that request:
+the call is retried once (Serve routes it to a live replica) and Serve restarts the dead one.
+
+Optional: needs ``ray[serve]`` (``pip install -r requirements-extras.txt``); the default app never imports it.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+try:
+    import ray
+    from ray import serve
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("--backend ray needs Ray Serve: pip install 'ray[serve]' "
+                      "(or pip install -r requirements-extras.txt)") from exc
+
+import torch
+from PIL import Image
+
+from . import imaging, memory
+from .engine import StylizeResult, stylize
+from .registry import Registry
+from .serving import ServeConfig, cpu_cores
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "animegan"
+DEPLOYMENT_NAME = "Stylizer"
+REQUEST_TIMEOUT_S = 600.0
+PASSED_ENV = ("ANIMEGAN_", "HF_HUB_OFFLINE")  # environment the replicas need to resolve weights like the app
+
+
+class ReplicaLost(RuntimeError):
+    """The replica running this conversion died twice in a row; the message says to try again."""
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=1, health_check_period_s=2, health_check_timeout_s=30)
+class Stylizer:
+    """One replica: its own registry and result cache; one conversion at a time on its share of the machine."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        if settings.get("threads"):
+            torch.set_num_threads(settings["threads"])
+        self.registry = Registry(weights_dir=settings["weights_dir"], weights=settings["weights"],
+                                 offline=settings["offline"])
+        self.cache = open_result_cache(settings.get("cache"), settings.get("cache_size", 0))
+        self.conversions = 0
+        self.replica_id = serve.get_replica_context().replica_id.unique_id
+        self._lock = threading.Lock()
+
+    def stylize(self, photo: bytes, style: str, max_side: int, keep_brightness: bool) -> tuple[StylizeResult, dict]:
+        s = self.settings
+        result = stylize(photo, style, registry=self.registry, device=s["device"], max_side=max_side,
+                         keep_brightness=keep_brightness, max_pixels=s["max_pixels"], memory_budget=s["memory_budget"],
+                         tile=s["tile"], cache=self.cache)
+        if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
+            result.png = imaging.encode_png(result.image)
+        result.image = None  # type: ignore[assignment]  # the app decodes the PNG when it needs pixels
+        result.stats.replica = self.replica_id
+        with self._lock:
+            self.conversions += 0 if result.stats.cached else 1
+        return result, self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        """Where this replica runs and what it holds: read by the app's /stats and the tests."""
+        return {"replica": self.replica_id, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "device": str(memory.resolve_device(self.settings["device"])), "torch_threads": torch.get_num_threads(),
+                "loaded": [f"{m.spec.id} ({m.key.device}, {m.key.precision})" for m in self.registry.loaded()],
+                "rss": memory.process_rss(), "conversions": self.conversions}
+
+
+def open_result_cache(url: str | None, size: int) -> Any:
+    """The replica's result cache: Redis when a URL is given (shared), else an in-process LRU (or none)."""
+    if url:
+        from .redis_cache import RedisCache
+
+        return RedisCache(url)
+    from .result_cache import MemoryCache
+
+    return MemoryCache(size) if size else None
+
+
+def replica_settings(config: ServeConfig, threads: int | None) -> dict[str, Any]:
+    return {"device": config.device, "weights_dir": config.weights_dir, "weights": dict(config.weights),
+            "offline": config.offline, "memory_budget": config.memory_budget, "tile": config.tile,
+            "max_pixels": getattr(config, "max_pixels", imaging.DEFAULT_MAX_PIXELS), "threads": threads,
+            "cache": config.cache, "cache_size": getattr(config, "cache_size", 0)}
+
+
+class RayBackend:
+    """Connects to (or starts) Ray, deploys ``config.replicas`` replicas, and converts through their handle."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.replicas_seen: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
+        if config.ray_address:
+            ray.init(address=config.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
+            cpus = config.torch_threads or 1
+        else:  # a local Ray on this machine: split its cores between the replicas
+            ray.init(num_cpus=cpu_cores(), runtime_env={"env_vars": env}, include_dashboard=False,
+                     log_to_driver=False)
+            cpus = config.torch_threads or max(1, cpu_cores() // config.replicas)
+            _stop_ray_on_sigterm()
+        gpu = config.device_type == "cuda"
+        options = {"num_cpus": 1 if gpu else cpus, "num_gpus": round(1 / config.replicas, 3) if gpu else 0}
+        serve.start(proxy_location="Disabled")
+        app = Stylizer.options(num_replicas=config.replicas, ray_actor_options=options).bind(
+            replica_settings(config, None if gpu else cpus))
+        self.handle = serve.run(app, name=APP_NAME, route_prefix=None)
+        log.info("Ray Serve: %d replica(s) of %s, %s each", config.replicas, DEPLOYMENT_NAME, options)
+
+    def __call__(self, image: imaging.ImageSource, style: str = "hayao", *, max_side: int | None = None,
+                 keep_brightness: bool = False, **ignored: Any) -> StylizeResult:
+        """Same signature as :func:`stylize`. Progress callbacks, registry and cache belong to the replica."""
+        photo = image if isinstance(image, bytes) else Path(str(image)).read_bytes()
+        for attempt in (1, 2):
+            try:
+                result, info = self.handle.stylize.remote(photo, style, max_side, keep_brightness).result(
+                    timeout_s=REQUEST_TIMEOUT_S)
+                break
+            except RayTaskError as exc:  # the engine's own error (bad photo, missing weights): re-raise it as is
+                raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+            except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                if attempt == 2:
+                    raise ReplicaLost("the model server restarted while converting this photo; please try again") from exc
+                log.warning("replica lost mid-request (%s); retrying once on another replica", type(exc).__name__)
+        with self._lock:
+            self.replicas_seen[info["replica"]] = info
+        result.image = Image.open(io.BytesIO(result.png))  # decoded lazily, as for a cache hit
+        return result
+
+    def replicas(self) -> list[dict]:
+        """The last stats each replica reported (pid, device, loaded styles, RSS, conversions)."""
+        with self._lock:
+            return list(self.replicas_seen.values())
+
+
+def _stop_ray_on_sigterm() -> None:
+    """``kill``/``terminate`` of the app must also stop the local Ray it started (not leave raylets behind)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: Any) -> None:
+        # ray.shutdown() stops the raylet and GCS it started; the replicas exit with them. (serve.shutdown()
+        # first would drain gracefully, but it can hang inside a signal handler.)
+        ray.shutdown()
+        if callable(previous):
+            previous(signum, frame)
+        os._exit(0)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
