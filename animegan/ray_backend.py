@@ -82,6 +82,11 @@ class Stylizer:
                 "rss": memory.process_rss(), "conversions": self.conversions}
 
 
+def build_app(args: dict[str, Any]) -> Any:
+    """Application builder for a Serve config file (``import_path: animegan.ray_backend:build_app``)."""
+    return Stylizer.bind(args["settings"])
+
+
 def open_result_cache(url: str | None, size: int) -> Any:
     """The replica's result cache: Redis when a URL is given (shared), else an in-process LRU (or none)."""
     if url:
@@ -118,6 +123,13 @@ class RayBackend:
             _stop_ray_on_sigterm()
         gpu = config.device_type == "cuda"
         options = {"num_cpus": 1 if gpu else cpus, "num_gpus": round(1 / config.replicas, 3) if gpu else 0}
+        if config.ray_address:  # a cluster where `serve run serve.yaml` already deployed the app: use it as is
+            try:
+                self.handle = serve.get_app_handle(APP_NAME)
+                log.info("Ray Serve: using the deployed application %r", APP_NAME)
+                return
+            except Exception:  # noqa: BLE001 - Serve says "no such application" in several ways; deploy it below
+                pass
         serve.start(proxy_location="Disabled")
         app = Stylizer.options(num_replicas=config.replicas, ray_actor_options=options).bind(
             replica_settings(config, None if gpu else cpus))

@@ -1,0 +1,138 @@
+"""Scale-out: 8 concurrent gradio_client users on 512x512 photos, Ray Serve replicas vs the local backend.
+
+Starts ``python app.py`` twice in the same run (the default local backend as the baseline, then ``--backend ray
+--replicas N`` with one torch thread per replica), sends every user's photos through ``/stylize``, and prints
+throughput, p50/p95 latency, the ratio against the baseline, failures, and the conversions each replica did (from
+``/metrics``). Distinct photo crops per request keep the result cache out of the measurement.
+
+    python bench/bench_scaleout.py --weights hayao=PATH/hayao.pt --photo PHOTO.jpg [--users 8] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from gradio_client import Client, handle_file
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "RAY_DISABLE_USAGE_STATS": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--metrics", *args], cwd=tmp,
+                            env=env, stdout=(tmp / f"server-{port}.log").open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            httpx.get(f"{url}metrics", timeout=2).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"app did not start; see {tmp}") from None
+            time.sleep(0.5)
+
+
+def crops(photo: Path, n: int, tmp: Path) -> list[Path]:
+    """n distinct 512x512 crops (one per request), so that no request is a result-cache hit."""
+    im = Image.open(photo).convert("RGB")
+    scale = 640 / min(im.size)
+    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
+    out = []
+    for i in range(n):
+        x, y = (i * 7) % (im.width - 512), (i * 5) % (im.height - 512)
+        path = tmp / f"crop{i}.jpg"
+        im.crop((x, y, x + 512, y + 512)).save(path, quality=92)
+        out.append(path)
+    return out
+
+
+def run(url: str, photos: list[Path], users: int) -> dict:
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(users)
+
+    def user(i: int) -> None:
+        c = Client(url, verbose=False, analytics_enabled=False)
+        barrier.wait()
+        for photo in photos[i::users]:
+            t = time.perf_counter()
+            try:
+                c.predict(handle_file(str(photo)), "hayao", 0, False, api_name="/stylize")
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+            except Exception as exc:  # noqa: BLE001 (counted and printed)
+                with lock:
+                    failures.append(repr(exc))
+
+    start_t = time.perf_counter()
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start_t
+    lat = sorted(latencies)
+    replicas = dict(re.findall(r'animegan_replica_conversions_total\{replica="([^"]+)"\} ([0-9.]+)',
+                               httpx.get(f"{url}metrics", timeout=10).text))
+    return {"ok": len(lat), "failed": len(failures), "wall": wall, "throughput": len(lat) / wall,
+            "p50": lat[len(lat) // 2] if lat else float("nan"),
+            "p95": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else float("nan"),
+            "replicas": {k: int(float(v)) for k, v in replicas.items()}, "errors": failures[:3]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="STYLE=PATH, as for app.py")
+    p.add_argument("--photo", type=Path, required=True)
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=2, help="photos per user")
+    p.add_argument("--replicas", type=int, default=2)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
+    photos = crops(a.photo, a.users * a.rounds, tmp)
+    common = ["--weights", a.weights, "--offline", "--device", "cpu", "--max-queue", str(4 * a.users)]
+    setups = {"local (default)": common,
+              f"ray, {a.replicas} replicas x 1 thread": [*common, "--backend", "ray", "--replicas", str(a.replicas),
+                                                        "--torch-threads", "1"]}
+    results = {}
+    for name, args in setups.items():
+        proc, url = start(args, tmp)
+        try:
+            run(url, photos[:1], 1)  # warm-up: load the model (one replica)
+            results[name] = run(url, photos, a.users)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    base = next(iter(results.values()))
+    print(f"{a.users} users x {a.rounds} photos of 512x512, {os.cpu_count()} CPUs, torch CPU")
+    print("| backend | ok / failed | photos/s | ratio vs local | p50 s | p95 s | conversions per replica |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(f"| {name} | {r['ok']} / {r['failed']} | {r['throughput']:.2f} | {r['throughput'] / base['throughput']:.2f} "
+              f"| {r['p50']:.1f} | {r['p95']:.1f} | {', '.join(f'{v}' for v in r['replicas'].values())} |")
+        for e in r["errors"]:
+            print("  error:", e)
+    print("re-run: python bench/bench_scaleout.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
