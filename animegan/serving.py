@@ -16,11 +16,13 @@ from .memory import parse_bytes
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 
-# CPU: measured on a 2-core machine with stylize() on 512x341 photos: 1 conversion x 2 torch threads gave
-# 0.53-0.71 photos/s at 1.4-1.9 s each, 2 conversions x 1 thread 0.53-0.64 photos/s at 3.1-3.8 s each (and twice
-# the peak memory); only tiny 256 px photos favoured two workers. So one conversion at a time uses every core.
-# Above 8 cores one conversion stops scaling well, so larger machines get one worker per 8 cores (not measured).
-CPU_CORES_PER_WORKER = 8
+# CPU: on a quiet 2-core machine, 4 concurrent users sending 512x512 photos through the app got 0.59 images/s with
+# 2 conversions x 1 torch thread against 0.46 with 1 x 2 threads (1.28x), p95 latency 7.2 s against 9.4 s
+# (bench/bench_throughput.py, two alternating rounds; results in bench/results/). One thread per conversion
+# avoids the per-layer synchronisation of two threads; the cost is one more model's activations in memory.
+# So CPUs run one conversion per core up to CPU_MAX_WORKERS, and split larger machines' cores between those
+# (more than 2 cores: not measured).
+CPU_MAX_WORKERS = 4
 GPU_CONCURRENCY = 1
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_FILE_SIZE = "25mb"
@@ -103,7 +105,7 @@ class ServeConfig:
             return self.replicas
         if self.device_type == "cuda":
             return GPU_CONCURRENCY
-        return max(1, cpu_cores() // CPU_CORES_PER_WORKER)
+        return max(1, min(cpu_cores(), CPU_MAX_WORKERS))
 
     def threads(self) -> int | None:
         """torch intra-op threads per conversion on CPU, so that workers x threads = cores."""
@@ -175,7 +177,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present, else CPU")
-    p.add_argument("--concurrency", type=int, help="conversions run at once (default: 1 on a GPU, per core count on CPU)")
+    p.add_argument("--concurrency", type=int,
+                   help=f"conversions run at once (default: 1 on a GPU; on CPU one per core, at most {CPU_MAX_WORKERS})")
     p.add_argument("--max-queue", type=int, help=f"requests allowed to wait; more get 'queue full' (default {DEFAULT_MAX_QUEUE})")
     p.add_argument("--max-side", type=int, help="initial 'max side' in the UI (0: native size; default: the style's)")
     p.add_argument("--weights-dir", type=Path, help="folder with <style>.pt or the upstream TF checkpoint files")

@@ -111,11 +111,11 @@ def cpu_name() -> str:
 def main() -> None:
     args = parse_args()
     command = shlex.join(["python", "bench/bench_engine.py", "--sizes", *map(str, args.sizes), "--repeats", str(args.repeats),
-                          "--weights", str(args.weights)])
+                          *(["--weights", str(args.weights)] if args.weights != DEFAULT_WEIGHTS else [])])
     print(f"command : {command}")
     print(f"machine : {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
-    print(f"input   : square crops of {args.photo.name}; weights {args.weights}")
+    print(f"input   : square crops of {args.photo.name}; weights {args.weights.name}")
 
     with tempfile.TemporaryDirectory() as cache:
         registry = Registry(weights={"hayao": args.weights}, cache_dir=Path(cache), offline=True)

@@ -98,10 +98,13 @@ def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app: Hayao from the stand-in weights, offline (Shinkai and Paprika have no weights), 2 at once."""
+    """The real app: Hayao from the stand-in weights, offline (Shinkai and Paprika have no weights), 2 at once.
+
+    The result cache is off: these tests send one photo many times and need each request to run the model.
+    """
     tmp = tmp_path_factory.mktemp("app")
     with running_app(tmp, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
-                     "--concurrency", "2", "--max-queue", "16") as url:
+                     "--concurrency", "2", "--max-queue", "16", "--cache-size", "0") as url:
         yield url
 
 
