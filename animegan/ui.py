@@ -19,6 +19,7 @@ import dataclasses
 import base64
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -353,9 +354,10 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
                         f"({'for example 1024' if max_side == 0 or max_side > 1024 else 'or a smaller photo'}).",
                         title="Too slow", print_exception=False)
     if isinstance(exc, WeightsMissingError):
-        return gr.Error(f"The {spec.name} style is unavailable: {exc}", title="Style unavailable", print_exception=False)
+        return gr.Error(f"The {spec.name} style is unavailable: {public_text(str(exc))}", title="Style unavailable",
+                        print_exception=False)
     if isinstance(exc, WeightsError):
-        return gr.Error(f"The {spec.name} style could not be loaded: {exc}", title="Style unavailable",
+        return gr.Error(f"The {spec.name} style could not be loaded: {public_text(str(exc))}", title="Style unavailable",
                         print_exception=False)
     if isinstance(exc, OutOfMemory) or memory.is_out_of_memory(exc):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -401,8 +403,20 @@ def styles_markdown(styles: tuple[StyleSpec, ...], availability: dict[str, tuple
     lines = ["**Styles**"]
     for spec in styles:
         ok, why = availability.get(spec.id, (False, "unknown"))
-        lines.append(f"- {spec.name}: {'available' if ok else 'unavailable'}, {why}")
+        lines.append(f"- {spec.name}: {'available' if ok else 'unavailable'}, {public_text(why)}")
     return "\n".join(lines)
+
+
+_SERVER_PATH = re.compile(r"(?<![\w:/.])/[^\s,;()'\"]+")
+
+
+def public_text(text: str) -> str:
+    """Server paths -> their last component: a public page need not show the server's folders (the log keeps them)."""
+    def name(m: re.Match) -> str:
+        path = m.group(0)
+        tail = path[len(path.rstrip(".")):]
+        return (Path(path.rstrip(".")).name or path) + tail
+    return _SERVER_PATH.sub(name, text)
 
 
 def memory_markdown(app: StylizeApp) -> str:

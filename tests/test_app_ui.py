@@ -75,8 +75,9 @@ def test_memory_panel_without_gpu_says_so_and_shows_ram(registry: Registry) -> N
 def test_errors_become_readable_messages(caplog: pytest.LogCaptureFixture) -> None:
     spec = Registry().style("hayao")
     assert "can't be used: the file is empty" in user_error(InvalidImageError("the file is empty"), spec, 0).message
-    missing = user_error(WeightsMissingError("put hayao.pt in /w"), spec, 0).message
-    assert missing.startswith("The Hayao style is unavailable") and "put hayao.pt in /w" in missing
+    missing = user_error(WeightsMissingError("put hayao.pt in /srv/models (from https://example.org/a/b)"), spec, 0).message
+    assert missing.startswith("The Hayao style is unavailable") and "put hayao.pt in models" in missing
+    assert "/srv" not in missing and "https://example.org/a/b" in missing  # server folders hidden, URLs kept
     oom = user_error(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB"), spec, 0)
     assert "Ran out of memory" in oom.message and "smaller 'Max side'" in oom.message
     with caplog.at_level(logging.ERROR, logger="animegan.app"):
