@@ -39,23 +39,32 @@ def available_ram() -> int:
 
 
 class PeakRSS:
-    """Peak resident memory of this process over a block of code.
+    """Peak resident memory of a process (this one by default) over a block of code.
 
-    On Linux the kernel's high-water mark (VmHWM) is reset through
-    ``/proc/self/clear_refs`` and read back, which costs nothing while the
-    model runs; elsewhere a sampling thread polls RSS. The figure is for the
-    whole process: concurrent runs share it.
+    For this process on Linux the kernel's high-water mark (VmHWM) is reset through
+    ``/proc/self/clear_refs`` and read back, which costs nothing while the model runs;
+    otherwise (another process, or another OS) a sampling thread polls RSS every
+    ``interval`` seconds. The figure is for the whole process: concurrent runs share it.
     """
 
-    def __init__(self, interval: float = 0.01) -> None:
+    def __init__(self, pid: int | None = None, interval: float = 0.01) -> None:
         self.interval = interval
         self.peak = 0
+        self._proc = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._kernel = sys.platform.startswith("linux") and _reset_hwm()
+        own = pid is None or pid == os.getpid()
+        self._kernel = own and sys.platform.startswith("linux") and _reset_hwm()
+
+    def current(self) -> int:
+        """RSS now, or 0 once the process has gone."""
+        try:
+            return self._proc.memory_info().rss
+        except psutil.Error:
+            return 0
 
     def __enter__(self) -> "PeakRSS":
-        self.peak = process_rss()
+        self.peak = self.current()
         if not self._kernel:
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()
@@ -63,16 +72,19 @@ class PeakRSS:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, process_rss())
+            rss = self.current()
+            if not rss:  # the process ended
+                return
+            self.peak = max(self.peak, rss)
 
     def __exit__(self, *exc: object) -> None:
         if self._kernel:
-            self.peak = max(self.peak, _read_hwm() or 0, process_rss())
+            self.peak = max(self.peak, _read_hwm() or 0, self.current())
         else:
             self._stop.set()
             if self._thread is not None:
                 self._thread.join()
-            self.peak = max(self.peak, process_rss())
+            self.peak = max(self.peak, self.current())
 
 
 def _reset_hwm() -> bool:

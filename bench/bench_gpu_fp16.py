@@ -15,7 +15,6 @@ run estimates how much of the FP16 difference comes from rounding alone; it says
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import statistics
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from animegan.inference import run_whole  # noqa: E402
+from animegan.imaging import psnr  # noqa: E402
 from animegan.registry import Registry  # noqa: E402
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
@@ -63,11 +63,6 @@ def photo_at(photo: Path, w: int, h: int) -> np.ndarray:
         cw, ch = w * scale, h * scale
         box = ((sw - cw) / 2, (sh - ch) / 2, (sw + cw) / 2, (sh + ch) / 2)
         return np.asarray(im.resize((w, h), Image.LANCZOS, box=box)).copy()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def shapes(args: argparse.Namespace) -> list[tuple[str, int, int]]:

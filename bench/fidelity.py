@@ -20,6 +20,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from animegan.imaging import psnr  # noqa: E402
 from animegan.inference import run_whole, to_pixels, to_tensor  # noqa: E402
 from animegan.registry import Registry  # noqa: E402
 
@@ -28,10 +29,8 @@ SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 
 def report(name: str, out: np.ndarray, oracle: np.ndarray) -> None:
     diff = out.astype(np.float64) - oracle.astype(np.float64)
-    mse = float(np.mean(diff**2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
     exact = float(np.mean(diff == 0)) * 100
-    print(f"{name:<34} PSNR {psnr:6.2f} dB   max |diff| {np.abs(diff).max():5.0f}   mean |diff| {np.abs(diff).mean():.4f}   "
+    print(f"{name:<34} PSNR {psnr(out, oracle):6.2f} dB   max |diff| {np.abs(diff).max():5.0f}   mean |diff| {np.abs(diff).mean():.4f}   "
           f"identical values {exact:.2f}%")
 
 

@@ -21,10 +21,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from animegan.memory import PeakRSS  # noqa: E402
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
 PHOTOS = sorted((REPO / "assets" / "examples").glob("*.jpg"))
@@ -81,31 +83,6 @@ def _photos(folder: Path, size: int) -> list[Path]:
         im.save(path, quality=90)
         out.append(path)
     return out
-
-
-class _Rss:
-    def __init__(self, pid: int) -> None:
-        self.proc, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.05)
-
-    def now(self) -> int:
-        return self.proc.memory_info().rss
-
-    def __enter__(self) -> _Rss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFAULT_WEIGHTS,
@@ -177,8 +154,8 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
                     report.ok += 1
                     report.latencies.append(time.perf_counter() - t)
 
-        with _Rss(server.pid) as rss:
-            report.rss_before = rss.now()
+        with PeakRSS(server.pid, interval=0.05) as rss:
+            report.rss_before = rss.current()
             started = time.perf_counter()
             threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
             for t in threads:
@@ -186,7 +163,7 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
             for t in threads:
                 t.join()
             report.wall = time.perf_counter() - started
-            report.rss_after = rss.now()
+            report.rss_after = rss.current()
         report.rss_peak = rss.peak
         report.server_alive = server.poll() is None
         return report

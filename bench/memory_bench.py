@@ -112,15 +112,11 @@ print(json.dumps({{"rss": samples}}))
           f"at the end {rss[-1] / 2**20:.0f} MiB, max {max(rss[warm:]) / 2**20:.0f} MiB: growth {growth:+.1f}%")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
 def cmd_tiles(args: argparse.Namespace) -> None:
     import torch
 
     from animegan import Registry, inference, memory
+    from animegan.imaging import psnr
     registry = Registry(weights={"hayao": WEIGHTS}, offline=True)
     model = registry.get("hayao", "cpu", "fp32").model
     budget = memory.parse_bytes(args.budget)

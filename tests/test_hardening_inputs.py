@@ -14,8 +14,6 @@ import re
 import struct
 import subprocess
 import sys
-import threading
-import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from animegan import imaging, stylize
+from animegan.memory import PeakRSS
 
 MAX_SIDE = 128          # every conversion here runs at this max side: the corpus is about inputs, not speed
 BUDGET = "512M"         # the memory budget given to the CLI and the app
@@ -144,32 +143,6 @@ def check_result(case: Case, image: Image.Image, reference: Image.Image | None =
         assert np.array_equal(np.asarray(image), np.asarray(reference)), "not the same pixels as the reference input"
 
 
-class RssWatch:
-    """Peak RSS of another process, sampled every 20 ms on a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.02)
-
-    def __enter__(self) -> RssWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # --- the engine ------------------------------------------------------------------------------------
 
 def test_engine_answers_every_input(corpus: dict[str, Case], registry) -> None:
@@ -204,7 +177,7 @@ def test_cli_reports_bad_files_and_converts_the_rest(corpus: dict[str, Case], ha
     proc = subprocess.Popen([sys.executable, "-m", "animegan", *files, "--weights", str(hayao_pt), "--offline",
                              "--device", "cpu", "--max-side", str(MAX_SIDE), "--memory-budget", BUDGET, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with RssWatch(proc.pid) as rss:
+    with PeakRSS(proc.pid, interval=0.02) as rss:
         stdout, stderr = proc.communicate(timeout=300)
     bad = [n for n, c in corpus.items() if c.error]
     assert proc.returncode == 1, stderr
@@ -253,7 +226,7 @@ def test_app_answers_every_input_and_keeps_serving(corpus: dict[str, Case], hard
     url, tmp = hardened_app
     pid = _server_pid(tmp)
     c = client(url, tmp_path)
-    with RssWatch(pid) as rss:
+    with PeakRSS(pid, interval=0.02) as rss:
         for name, case in corpus.items():
             if case.error:
                 with pytest.raises(AppError) as err:

@@ -9,12 +9,8 @@ import torch
 from PIL import Image
 
 from animegan.inference import padding_for, run_whole, to_pixels, to_tensor
+from animegan.imaging import psnr
 from animegan.model import Generator, NormStats, upsample2x_tf1
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,7 @@ import torch
 from PIL import Image
 
 from animegan import engine, inference, memory
-from animegan.model import NormStats
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+from animegan.imaging import psnr
 
 
 @pytest.fixture(scope="module")
