@@ -23,6 +23,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
+from gradio_client.client import Job
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
@@ -187,6 +188,20 @@ def test_bad_inputs_give_readable_errors(app_url: str, tmp_path: Path) -> None:
         c.predict(handle_file(str(junk)), "hayao", -5, False, api_name="/stylize")
 
 
+def fill_queue(url: str, clients: list[Client], big: Path, small: Path) -> tuple[Job, Job]:
+    """On a server with concurrency 1 and max queue 1: one slow conversion running, one request waiting."""
+    blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
+    deadline = time.monotonic() + 30
+    while stats(url)["running"] < 1:
+        assert time.monotonic() < deadline, "the first conversion never started"
+        time.sleep(0.05)
+    waiting = clients[1].submit(handle_file(str(small)), "hayao", 0, False, api_name="/stylize")
+    while stats(url)["queued"] < 1:  # it takes the one place in the queue
+        assert time.monotonic() < deadline, "the second request never queued"
+        time.sleep(0.05)
+    return blocker, waiting
+
+
 def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
         hayao_pt: Path, photos: dict[str, Path], small_photo: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
@@ -196,15 +211,7 @@ def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
     with running_app(tmp_path / "tiny", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
                      "--concurrency", "1", "--max-queue", "1") as url:
         clients = [client(url, tmp_path / f"c{i}") for i in range(4)]
-        blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
-        deadline = time.monotonic() + 30
-        while stats(url)["running"] < 1:
-            assert time.monotonic() < deadline, "the first conversion never started"
-            time.sleep(0.05)
-        waiting = clients[1].submit(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
-        while stats(url)["queued"] < 1:  # it takes the one place in the queue
-            assert time.monotonic() < deadline, "the second request never queued"
-            time.sleep(0.05)
+        blocker, waiting = fill_queue(url, clients, big, small_photo)
         assert stats(url)["running"] == 1  # the first is still running: the queue is full
         refused = []
         for c in clients[2:]:

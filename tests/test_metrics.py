@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from prometheus_client.parser import text_string_to_metric_families
-from test_app import REPO, client, running_app, small_photo, stats  # noqa: F401 (small_photo is a fixture)
+from test_app import REPO, client, fill_queue, running_app, small_photo, stats  # noqa: F401 (small_photo is a fixture)
 
 from animegan import stylize
 
@@ -66,15 +65,7 @@ def test_metrics_count_real_conversions_exactly(hayao_pt: Path, photos: dict[str
 
         # Fill the queue (1 running + 1 waiting), then count the refusals the clients see.
         clients = [client(url, tmp_path / f"q{i}") for i in range(4)]
-        blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
-        deadline = time.monotonic() + 30
-        while stats(url)["running"] < 1:
-            assert time.monotonic() < deadline, "the first conversion never started"
-            time.sleep(0.05)
-        waiting = clients[1].submit(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
-        while stats(url)["queued"] < 1:
-            assert time.monotonic() < deadline, "the second request never queued"
-            time.sleep(0.05)
+        blocker, waiting = fill_queue(url, clients, big, small_photo)
         during = scrape(url)
         assert delta({}, during, "animegan_queue_depth") == 1
         refused = 0
