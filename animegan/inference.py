@@ -98,7 +98,9 @@ def spans(length: int, core: int, halo: int) -> list[Span]:
     out = []
     for c0 in range(0, length, step):
         c1 = min(length, c0 + step)
-        out.append(Span((c0, c1), (max(0, c0 - halo), min(length, c1 + halo))))
+        # a short last core with little halo still reads at least MIN_SIDE px, or the network's pads fail
+        i0 = max(0, min(c0 - halo, c1 - MIN_SIDE))
+        out.append(Span((c0, c1), (i0, min(length, max(c1 + halo, i0 + MIN_SIDE)))))
     return out
 
 

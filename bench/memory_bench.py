@@ -127,6 +127,8 @@ def cmd_tiles(args: argparse.Namespace) -> None:
         rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
         h, w = rgb.shape[:2]
         plan = memory.plan_run(h, w, "cpu", "fp32", budget)
+        if not plan.tiled:
+            sys.exit(f"{path.name} at {w}x{h} fits a {args.budget} budget whole: pass a smaller --budget")
         with torch.inference_mode():
             whole = inference.run_whole(model, rgb)
             tiled = inference.run_tiled(model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side)
@@ -170,7 +172,7 @@ def main() -> None:
     s = sub.add_parser("soak")
     s.add_argument("--runs", type=int, default=200)
     t = sub.add_parser("tiles")
-    t.add_argument("--budget", default="1G", help="a budget under what a 1024 px photo needs whole, so it tiles")
+    t.add_argument("--budget", default="600M", help="a budget under what a 1024 px photo needs whole, so it tiles")
     args = p.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
     {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles}[args.cmd](args)

@@ -68,6 +68,17 @@ def test_spans_are_aligned_and_cover_everything():
         assert all(s.input[0] % 4 == 0 for s in got)
 
 
+def test_tiny_tiles_still_read_enough_context(model):
+    # a 4 px core with no halo would feed the network a 4 px input, too small for its reflect pads
+    spans = inference.spans(12, 8, 0)
+    assert [s.core for s in spans] == [(0, 8), (8, 12)]
+    assert all(s.input[1] - s.input[0] >= inference.MIN_SIDE for s in spans)
+    rgb = np.random.default_rng(3).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        out = inference.run_tiled(model, rgb, tile=4, halo=0, stats_side=28)
+    assert out.shape == rgb.shape
+
+
 def test_plan_whole_when_it_fits_tiles_when_not():
     gib = 1 << 30
     assert not memory.plan_run(512, 512, "cpu", "fp32", 2 * gib).tiled
