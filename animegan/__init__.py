@@ -9,6 +9,7 @@ import os as _os
 _os.environ.setdefault("LRU_CACHE_CAPACITY", "1")
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 from .engine import RunStats, StylizeResult, stylize
+from .memory import tune_cpu_allocator as _tune_cpu_allocator
 from .imaging import InvalidImageError
 from .registry import Registry, default_registry
 from .styles import StyleSpec, UnknownStyleError, get_style, load_styles
@@ -19,3 +20,6 @@ __all__ = [
     "WeightsMissingError", "default_registry", "get_style", "load_styles", "stylize",
 ]
 __version__ = "0.1.0"
+
+# Before any worker thread exists: threads that already have a malloc arena would keep it (memory.py).
+_tune_cpu_allocator()

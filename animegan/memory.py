@@ -204,11 +204,13 @@ def fmt_bytes(n: int | float | None) -> str:
 
 
 # --- memory model and run plans ------------------------------------------------------------------
-# Peak activation bytes of one whole-image pass = FIXED + PER_PIXEL x pixels. The CPU fp32 figures were
-# measured here (bench/memory_model.py: peak RSS over the run, fresh process, 512^2..1024^2). No GPU was
-# available to measure the CUDA rows: they are estimates from tensor sizes (fp16 halves activations) and
-# are only a first guess, because a CUDA out-of-memory error is recovered from (smaller tiles, then CPU).
+# Peak activation bytes of one whole-image pass = FIXED + PER_PIXEL x pixels. The CPU figures were
+# measured here (bench/memory_bench.py model: peak RSS over the run, 384^2..1024^2): about 1500 B/px with
+# glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers stay in the heap, where
+# they fragment). No GPU was available to measure the CUDA rows: they are estimates from tensor sizes (fp16
+# halves activations) and only a first guess, since a CUDA out-of-memory error is recovered from.
 BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cpu", "fp16"): 1500}
+TUNED_CPU_BYTES_PER_PIXEL = 2400
 FIXED_BYTES = 64 << 20
 ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) and a float32 RGB output (12 B/px)
 DEFAULT_CPU_BUDGET = 2 << 30
@@ -245,8 +247,14 @@ def default_budget(device: torch.device, requested: int | None = None) -> int:
     return min(DEFAULT_CPU_BUDGET, available_ram() // 2)
 
 
+def bytes_per_pixel(device_type: str, precision: str) -> int:
+    if device_type == "cpu" and _allocator_tuned:
+        return TUNED_CPU_BYTES_PER_PIXEL
+    return BYTES_PER_PIXEL[(device_type, precision)]
+
+
 def estimate_bytes(pixels: int, device_type: str, precision: str) -> int:
-    return FIXED_BYTES + BYTES_PER_PIXEL[(device_type, precision)] * pixels
+    return FIXED_BYTES + bytes_per_pixel(device_type, precision) * pixels
 
 
 @dataclass(frozen=True)
@@ -272,7 +280,7 @@ class RunPlan:
 
 def _largest_side(budget: int, aspect: float, device_type: str, precision: str) -> int:
     """Longest side (multiple of 4) of a photo of this aspect whose whole run fits ``budget``."""
-    per_px = BYTES_PER_PIXEL[(device_type, precision)]
+    per_px = bytes_per_pixel(device_type, precision)
     pixels = max(0, budget - FIXED_BYTES) / per_px
     side = int((pixels / aspect) ** 0.5) if aspect else 0  # aspect = short / long
     return side // 4 * 4
@@ -289,7 +297,7 @@ def plan_run(height: int, width: int, device_type: str, precision: str, budget: 
     whole = estimate_bytes(pixels, device_type, precision)
     if tile == 0 or (tile is None and whole <= budget):
         return RunPlan(0, 0, longest, budget, whole)
-    per_px = BYTES_PER_PIXEL[(device_type, precision)]
+    per_px = bytes_per_pixel(device_type, precision)
     room = budget - ACCUMULATOR_BYTES_PER_PIXEL * pixels - FIXED_BYTES
     if tile is None:
         side = int(max(0, room) / per_px) ** 0.5 if room > 0 else 0
@@ -313,25 +321,57 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def free_device_memory(device: torch.device) -> None:
     """Return cached blocks to the driver (CUDA) or freed heap pages to the OS (CPU) after a run.
 
-    On the CPU, glibc keeps freed activation buffers of every photo size in its arenas; without a
-    trim, RSS grew by 180% over 200 conversions of varied sizes (bench/memory_bench.py soak).
+    On the CPU, glibc keeps freed activation buffers of every photo size in its heap (all the more with
+    :func:`tune_cpu_allocator`); without a trim, RSS grew by 180% over 200 conversions of varied sizes
+    (bench/memory_bench.py soak).
     """
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
-    elif _malloc_trim is not None:
-        _malloc_trim(0)
+    elif _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
-def _find_malloc_trim():
+ENV_MALLOC_TUNING = "ANIMEGAN_MALLOC_TUNING"  # 0: leave glibc's malloc settings alone
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
+
+
+def tune_cpu_allocator() -> bool:
+    """Let a run reuse freed activation buffers instead of faulting fresh pages in for each one.
+
+    glibc serves blocks over 32 MiB with mmap and unmaps them on free, so each full-resolution activation of
+    a 512 px photo costs about 8k page faults (a 34 MB copy: 8 ms fresh, 1 ms into reused memory). Here big
+    blocks come from the heap, the heap is not trimmed mid-run, and all threads share one arena so Gradio's
+    worker threads benefit too; :func:`free_device_memory` gives the memory back after every run.
+    Twice as fast at 1024 px (bench/bench_engine.py, "base+env"), for a higher peak that the memory model
+    counts (TUNED_CPU_BYTES_PER_PIXEL). Process-wide, so it is done once, at import;
+    ANIMEGAN_MALLOC_TUNING=0 turns it off.
+    """
+    global _allocator_tuned
+    if _LIBC is None or os.environ.get(ENV_MALLOC_TUNING, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    try:
+        mallopt = _LIBC.mallopt
+    except AttributeError:
+        return False
+    _allocator_tuned = all(mallopt(param, value) == 1 for param, value in
+                           ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30)))
+    return _allocator_tuned
+
+
+def _find_libc():
+    """glibc on Linux (malloc_trim, mallopt); None on musl, macOS and Windows, where there is nothing to tune."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         import ctypes
 
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # musl or another libc: nothing to trim
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018  (glibc only)
+        return libc
+    except (OSError, AttributeError):
         return None
 
 
-_malloc_trim = _find_malloc_trim()
+_LIBC = _find_libc()
+_allocator_tuned = False

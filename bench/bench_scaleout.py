@@ -33,16 +33,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(args: list[str], tmp: Path) -> tuple[subprocess.Popen, str]:
+def start(args: list[str], tmp: Path, metrics: bool = True) -> tuple[subprocess.Popen, str]:
+    """``python app.py ARGS`` on a free loopback port (with ``--metrics`` unless told not to), once it answers."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "RAY_DISABLE_USAGE_STATS": "1"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--metrics", *args], cwd=tmp,
-                            env=env, stdout=(tmp / f"server-{port}.log").open("wb"), stderr=subprocess.STDOUT)
+    cmd = [sys.executable, str(REPO / "app.py"), "--port", str(port), *(["--metrics"] if metrics else []), *args]
+    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=(tmp / f"server-{port}.log").open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
     while True:
         try:
-            httpx.get(f"{url}metrics", timeout=2).raise_for_status()
+            httpx.get(f"{url}gradio_api/info", timeout=2).raise_for_status()
             return proc, url
         except httpx.HTTPError:
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -68,7 +68,7 @@ print(json.dumps({{"delta": p.peak - base, "pixels": {side * side}}}))
         by = np.array([r[1] for r in rows], float)
         slope, icpt = np.polyfit(px, by, 1)
         print(f"fit: peak = {icpt / 2**20:.0f} MiB + {slope:.0f} B/px  "
-              f"(animegan/memory.py uses FIXED_BYTES + BYTES_PER_PIXEL[('cpu','fp32')])")
+              f"(animegan/memory.py uses FIXED_BYTES + bytes_per_pixel('cpu', 'fp32'))")
 
 
 def cmd_4k(args: argparse.Namespace) -> None:
@@ -172,7 +172,7 @@ def main() -> None:
     s = sub.add_parser("soak")
     s.add_argument("--runs", type=int, default=200)
     t = sub.add_parser("tiles")
-    t.add_argument("--budget", default="600M", help="a budget under what a 1024 px photo needs whole, so it tiles")
+    t.add_argument("--budget", default="1G", help="a budget under what a 1024 px photo needs whole, so it tiles")
     args = p.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
     {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles}[args.cmd](args)
