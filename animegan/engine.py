@@ -161,12 +161,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     start = time.perf_counter()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    with PeakRSS() as rss:
-        try:
-            rgb, plan, loaded, recoveries = _run_with_recovery(registry, spec, loaded, photo.rgb, plan, dev, precision,
-                                                               notices, on_tile)
-        finally:
-            memory.free_device_memory(dev)
+    with memory.run_scope(dev), PeakRSS() as rss:
+        rgb, plan, loaded, recoveries = _run_with_recovery(registry, spec, loaded, photo.rgb, plan, dev, precision,
+                                                           notices, on_tile)
     seconds = time.perf_counter() - start
     ran_on = next(loaded.model.parameters()).device
     if ran_on.type == "cuda":

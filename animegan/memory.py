@@ -5,9 +5,11 @@ NVIDIA driver every reading here degrades to a plain statement of that fact.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psutil
@@ -332,6 +334,73 @@ def free_device_memory(device: torch.device) -> None:
         _LIBC.malloc_trim(0)
 
 
+IDLE_TRIM_DELAY_S = 1.0
+MAX_UNTRIMMED_RUNS = 8
+
+
+class _IdleHeapRelease:
+    """Gives freed heap pages back to the OS once no run has been active for ``delay`` seconds.
+
+    A trim right after every run cost 44 ms, and the next run then faulted all its pages in again: back-to-back
+    512x512 conversions took 0.70 s each that way and 0.56 s without (a busy queue); an idle app still
+    returns to its resting RSS a second after its last run, and a busy one trims every ``max_runs`` runs,
+    since photos of varied sizes slowly fragment the heap (bench/memory_bench.py soak).
+    """
+
+    def __init__(self, delay: float, max_runs: int) -> None:
+        self.delay, self.max_runs = delay, max_runs
+        self._lock = threading.Lock()
+        self._active = 0
+        self._runs = 0  # runs ended since the last trim
+        self._timer: threading.Timer | None = None
+        self.trims = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._active += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._active -= 1
+            self._runs += 1
+            if self._active or _LIBC is None:
+                return
+            if self._runs >= self.max_runs:  # a busy process never idles: bound the heap's fragmentation anyway
+                self._trim_locked()
+                return
+            self._timer = threading.Timer(self.delay, self._trim)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _trim(self) -> None:
+        with self._lock:
+            if not self._active:
+                self._trim_locked()
+
+    def _trim_locked(self) -> None:
+        self._timer = None
+        self._runs = 0
+        _LIBC.malloc_trim(0)
+        self.trims += 1
+
+
+cpu_heap_release = _IdleHeapRelease(IDLE_TRIM_DELAY_S, MAX_UNTRIMMED_RUNS)
+
+
+@contextlib.contextmanager
+def run_scope(device: torch.device) -> Iterator[None]:
+    """Around one conversion: afterwards CUDA's cached blocks go back at once, freed heap pages once idle."""
+    with cpu_heap_release:
+        try:
+            yield
+        finally:
+            if device.type == "cuda" and torch.cuda.is_available():
+                free_device_memory(device)
+
+
 ENV_MALLOC_TUNING = "ANIMEGAN_MALLOC_TUNING"  # 0: leave glibc's malloc settings alone
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 
@@ -342,7 +411,7 @@ def tune_cpu_allocator() -> bool:
     glibc serves blocks over 32 MiB with mmap and unmaps them on free, so each full-resolution activation of
     a 512 px photo costs about 8k page faults (a 34 MB copy: 8 ms fresh, 1 ms into reused memory). Here big
     blocks come from the heap, the heap is not trimmed mid-run, and all threads share one arena so Gradio's
-    worker threads benefit too; :func:`free_device_memory` gives the memory back after every run.
+    worker threads benefit too; :func:`run_scope` gives the memory back once the app is idle.
     Twice as fast at 1024 px (bench/bench_engine.py, "base+env"), for a higher peak that the memory model
     counts (TUNED_CPU_BYTES_PER_PIXEL). Process-wide, so it is done once, at import;
     ANIMEGAN_MALLOC_TUNING=0 turns it off.

@@ -16,13 +16,13 @@ from .memory import parse_bytes
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 
-# CPU: on a quiet 2-core machine, 4 concurrent users sending 512x512 photos through the app got 0.59 images/s with
-# 2 conversions x 1 torch thread against 0.46 with 1 x 2 threads (1.28x), p95 latency 7.2 s against 9.4 s
-# (bench/bench_throughput.py, two alternating rounds; results in bench/results/). One thread per conversion
-# avoids the per-layer synchronisation of two threads; the cost is one more model's activations in memory.
-# So CPUs run one conversion per core up to CPU_MAX_WORKERS, and split larger machines' cores between those
-# (more than 2 cores: not measured).
-CPU_MAX_WORKERS = 4
+# CPU: one conversion at a time, with a torch thread per core. On this project's quiet 2-core machine, 4 concurrent
+# users sending 512x512 photos through the app got 1.15 images/s that way and 1.23 with 2 conversions x 1 thread
+# (1.07x; p95 3.6 s against 3.4 s), while a single user waits half as long with 2 threads (a 512x512 conversion:
+# 0.70 s against 1.35 s): bench/bench_throughput.py, results in bench/results/. An earlier build, before the
+# malloc tuning (memory.tune_cpu_allocator), scaled badly with threads and favoured 2 x 1 by 1.28x. Larger
+# machines were not measured: --concurrency and --torch-threads split their cores.
+CPU_WORKERS = 1
 GPU_CONCURRENCY = 1
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_FILE_SIZE = "25mb"
@@ -105,7 +105,7 @@ class ServeConfig:
             return self.replicas
         if self.device_type == "cuda":
             return GPU_CONCURRENCY
-        return max(1, min(cpu_cores(), CPU_MAX_WORKERS))
+        return CPU_WORKERS
 
     def threads(self) -> int | None:
         """torch intra-op threads per conversion on CPU, so that workers x threads = cores."""
@@ -178,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present, else CPU")
     p.add_argument("--concurrency", type=int,
-                   help=f"conversions run at once (default: 1 on a GPU; on CPU one per core, at most {CPU_MAX_WORKERS})")
+                   help="conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)")
     p.add_argument("--max-queue", type=int, help=f"requests allowed to wait; more get 'queue full' (default {DEFAULT_MAX_QUEUE})")
     p.add_argument("--max-side", type=int, help="initial 'max side' in the UI (0: native size; default: the style's)")
     p.add_argument("--weights-dir", type=Path, help="folder with <style>.pt or the upstream TF checkpoint files")

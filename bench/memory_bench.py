@@ -102,14 +102,23 @@ for i in range({args.runs}):
     tile = 96 if i % 5 == 4 else None  # every fifth run is tiled
     stylize(np.ascontiguousarray(src[y:y + h, x:x + w]), "hayao", registry=registry, device="cpu", max_side=0, tile=tile)
     samples.append(process_rss())
-print(json.dumps({{"rss": samples}}))
+import time, animegan.memory as m
+time.sleep(m.IDLE_TRIM_DELAY_S + 1)  # the heap is given back once the process has been idle that long
+print(json.dumps({{"rss": samples, "idle": process_rss()}}))
 """)
+    from animegan.memory import MAX_UNTRIMMED_RUNS
+
     rss = r["rss"]
     warm = max(1, len(rss) // 10)
-    ref = rss[warm - 1]
-    growth = (rss[-1] - ref) / ref * 100
-    print(f"{len(rss)} conversions (96-256 px, every 5th tiled): RSS after warm-up ({warm} runs) {ref / 2**20:.0f} MiB, "
-          f"at the end {rss[-1] / 2**20:.0f} MiB, max {max(rss[warm:]) / 2**20:.0f} MiB: growth {growth:+.1f}%")
+    # RSS right after a run saw-tooths between trims (animegan.memory.MAX_UNTRIMMED_RUNS): compare the peaks
+    # of whole trim cycles, the last one of the warm-up against the last one of the soak.
+    cycle = MAX_UNTRIMMED_RUNS
+    ref, end = max(rss[max(0, warm - cycle):warm]), max(rss[-cycle:])
+    growth = (end - ref) / ref * 100
+    print(f"{len(rss)} conversions (96-256 px, every 5th tiled), RSS right after each run: highest of the last "
+          f"{cycle} warm-up runs (of {warm}) {ref / 2**20:.0f} MiB, highest of the last {cycle} runs {end / 2**20:.0f} MiB: "
+          f"growth {growth:+.1f}%; highest after warm-up {max(rss[warm:]) / 2**20:.0f} MiB; "
+          f"{r['idle'] / 2**20:.0f} MiB once idle")
 
 
 def cmd_tiles(args: argparse.Namespace) -> None:
