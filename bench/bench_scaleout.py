@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,31 +22,8 @@ import httpx
 from gradio_client import Client, handle_file
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args: list[str], tmp: Path, metrics: bool = True) -> tuple[subprocess.Popen, str]:
-    """``python app.py ARGS`` on a free loopback port (with ``--metrics`` unless told not to), once it answers."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "RAY_DISABLE_USAGE_STATS": "1"}
-    cmd = [sys.executable, str(REPO / "app.py"), "--port", str(port), *(["--metrics"] if metrics else []), *args]
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=(tmp / f"server-{port}.log").open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            httpx.get(f"{url}gradio_api/info", timeout=2).raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"app did not start; see {tmp}") from None
-            time.sleep(0.5)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_process import running_app  # noqa: E402
 
 
 def crops(photo: Path, n: int, tmp: Path) -> list[Path]:
@@ -116,13 +91,9 @@ def main() -> None:
                                                         "--torch-threads", "1"]}
     results = {}
     for name, args in setups.items():
-        proc, url = start(args, tmp)
-        try:
+        with running_app(["--metrics", *args], tmp) as (_proc, url, _log):  # /metrics: conversions per replica
             run(url, [warm_photo], 1)  # warm-up: load the model (one replica)
             results[name] = run(url, photos, a.users)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
     base = next(iter(results.values()))
     print(f"{a.users} users x {a.rounds} photos of 512x512, {os.cpu_count()} CPUs, torch CPU")
     print("| backend | ok / failed | photos/s | ratio vs local | p50 s | p95 s | conversions per replica |")

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +30,9 @@ from pathlib import Path
 import httpx
 from gradio_client import Client, handle_file
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_process import running_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
@@ -70,44 +71,15 @@ def photo_set(folder: Path, side: int, count: int) -> list[Path]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def app(tmp: Path, weights: Path, *args: str) -> Iterator[str]:
-    port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp / "gradio"), "ANIMEGAN_CACHE_DIR": str(tmp / "cache"),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--offline",
-                             "--weights", f"hayao={weights}", "--max-queue", "64", *args],
-                            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"app exited:\n{(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("app did not start in 120 s")
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """This bench's app (Hayao only, a queue deep enough for every user) with ``args``; yields its URL.
+
+    Each app gets its own upload and cache folders under ``tmp``, so no run sees another's files.
+    """
+    env = {"GRADIO_TEMP_DIR": str(tmp / "gradio"), "ANIMEGAN_CACHE_DIR": str(tmp / "cache")}
+    with running_app(["--offline", "--weights", f"hayao={weights}", "--max-queue", "64", *args], tmp, env) as running:
+        yield running.url
 
 
 def convert(c: Client, photo: Path, side: int) -> tuple[float, str]:

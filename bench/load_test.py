@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,8 +23,12 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/test_hardening_load.py)
+
+from app_process import running_app  # noqa: E402
 
 from animegan.memory import PeakRSS  # noqa: E402
+
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
 PHOTOS = sorted((REPO / "assets" / "examples").glob("*.jpg"))
@@ -68,12 +70,6 @@ class Report:
         return "\n".join(lines)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _photos(folder: Path, size: int) -> list[Path]:
     out = []
     for src in PHOTOS:
@@ -86,7 +82,7 @@ def _photos(folder: Path, size: int) -> list[Path]:
 
 
 def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFAULT_WEIGHTS,
-        app_args: tuple[str, ...] = (), workdir: Path | None = None, startup_timeout: float = 120) -> Report:
+        app_args: tuple[str, ...] = (), workdir: Path | None = None, startup_timeout: float = 300) -> Report:
     """Start the app, measure the single-user baseline, then ``users`` clients at once; stop the app."""
     from gradio_client import Client, handle_file
     from gradio_client.utils import QueueError
@@ -94,28 +90,11 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
     work = Path(workdir or tempfile.mkdtemp(prefix="animegan-load-"))
     work.mkdir(parents=True, exist_ok=True)
     photos = _photos(work, size)
-    port = _free_port()
-    env = {**os.environ, "ANIMEGAN_CACHE_DIR": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
-           "GRADIO_ANALYTICS_ENABLED": "False", "ANIMEGAN_CACHE_SIZE": "0"}  # every request really converts
-    log = (work / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--offline", "--device", "cpu",
-                               "--weights", f"hayao={weights}", *app_args],
-                              cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    env = {"ANIMEGAN_CACHE_DIR": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
+           "ANIMEGAN_CACHE_SIZE": "0"}  # every request really converts
     report = Report(users, requests, size)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"app exited with {server.returncode}; see {work / 'server.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("app did not start") from None
-                time.sleep(0.2)
-
+    with running_app(["--offline", "--device", "cpu", "--weights", f"hayao={weights}", *app_args], work, env,
+                     startup_timeout) as (server, url, _log):
         def new_client(i: int) -> Client:
             return Client(url, verbose=False, analytics_enabled=False, download_files=str(work / f"dl{i}"))
 
@@ -167,14 +146,6 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
         report.rss_peak = rss.peak
         report.server_alive = server.poll() is None
         return report
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scaleout import free_port, start  # noqa: E402
+from app_process import free_port, running_app  # noqa: E402
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 COUNTERS = ("animegan_conversions_total", "animegan_cache_requests_total", "animegan_replica_conversions_total")
@@ -76,13 +77,13 @@ def main() -> None:
     s = min(im.size)
     im.crop((0, 0, s, s)).resize((a.side, a.side), Image.LANCZOS).save(photo, quality=92)
     common = ["--weights", a.weights, "--offline", "--device", "cpu"]
-    redis_proc, redis_url = start_redis(tmp)
-    procs = [redis_proc]
-    try:
-        app1_proc, app1 = start([*common, "--backend", "ray", "--replicas", "2", "--cache", redis_url], tmp)
-        procs.append(app1_proc)
-        app2_proc, app2 = start([*common, "--backend", "local", "--cache", redis_url], tmp, metrics=False)
-        procs.append(app2_proc)
+    with ExitStack() as stack:  # stops app 2, app 1, then redis
+        redis_proc, redis_url = start_redis(tmp)
+        stack.callback(redis_proc.wait, timeout=60)
+        stack.callback(redis_proc.terminate)
+        app1 = stack.enter_context(running_app(["--metrics", *common, "--backend", "ray", "--replicas", "2",
+                                                "--cache", redis_url], tmp)).url
+        app2 = stack.enter_context(running_app([*common, "--backend", "local", "--cache", redis_url], tmp)).url
         print(f"redis {redis_url}; app 1 {app1} (--backend ray --replicas 2 --metrics); app 2 {app2} (--backend local)")
         before = counters(app1)
         first, text1, t1 = convert(app1, photo)
@@ -90,14 +91,10 @@ def main() -> None:
         second, text2, t2 = convert(app2, photo)
         again, text3, t3 = convert(app1, photo)
         after = counters(app1)
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(timeout=60)
     hit = "from the result cache"
     print(f"{a.side}x{a.side} photo, same run:")
-    print(f"| request | result | latency |")
-    print(f"| --- | --- | --- |")
+    print("| request | result | latency |")
+    print("| --- | --- | --- |")
     print(f"| app 1 (ray), first | {'hit' if hit in text1 else 'converted by a replica'} | {t1 * 1000:.0f} ms |")
     print(f"| app 2 (local) | {'hit' if hit in text2 else 'converted'} | {t2 * 1000:.0f} ms |")
     print(f"| app 1 (ray), again | {'hit' if hit in text3 else 'converted'} | {t3 * 1000:.0f} ms |")
