@@ -18,6 +18,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# Joining a cluster that authenticates with a token: send it when this machine has one. Ray 2.60 does not infer
+# that from the token file alone (it retries with "InvalidAuthToken"), and reads RAY_AUTH_MODE once, at import.
+if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 try:
     import ray
     from ray import serve
@@ -117,7 +122,9 @@ class RayBackend:
             ray.init(address=config.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
             cpus = config.torch_threads or 1
         else:  # a local Ray on this machine: split its cores between the replicas
-            ray.init(num_cpus=cpu_cores(), runtime_env={"env_vars": env}, include_dashboard=False,
+            # address="local": always a new instance, never the cluster that RAY_ADDRESS or a `ray start` on this
+            # machine (/tmp/ray/ray_current_cluster) points at, which a bare ray.init() would join
+            ray.init(address="local", num_cpus=cpu_cores(), runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=False)
             cpus = config.torch_threads or max(1, cpu_cores() // config.replicas)
             _stop_ray_on_sigterm()
