@@ -12,9 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -134,24 +135,31 @@ def test_downscaling_is_said_plainly(app_url: str, small_photo: Path, tmp_path: 
     assert f"downscaled from {w}x{h}" in text and "0 for the native size" in text
 
 
-def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small_photo: Path, tmp_path: Path) -> None:
-    clients = [client(app_url, tmp_path / f"c{i}") for i in range(8)]
-    before = stats(app_url)
-    results: list[object] = [None] * 8
-    barrier = threading.Barrier(8)
+def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]:
+    """``call(i)`` for i < n, in n threads released together; each one's result, or the exception it raised."""
+    results: list[Any] = [None] * n
+    barrier = threading.Barrier(n)
 
     def one(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = clients[i].predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
-        except Exception as exc:  # noqa: BLE001 (recorded, asserted below)
+            results[i] = call(i)
+        except Exception as exc:  # noqa: BLE001 (returned to the caller, who asserts on it)
             results[i] = exc
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=timeout)
+    return results
+
+
+def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small_photo: Path, tmp_path: Path) -> None:
+    clients = [client(app_url, tmp_path / f"c{i}") for i in range(8)]
+    before = stats(app_url)
+    results = all_at_once(8, lambda i: clients[i].predict(handle_file(str(small_photo)), "hayao", 0, False,
+                                                          api_name="/stylize"), timeout=120)
     failures = [r for r in results if not isinstance(r, tuple)]
     assert not failures, failures
     for png, _ in results:  # type: ignore[misc]

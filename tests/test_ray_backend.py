@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ pytest.importorskip("ray.serve")
 pytest.importorskip("prometheus_client")
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from test_app import assert_stylised, client, running_app, small_photo, stats  # noqa: F401 (small_photo: fixture)
+from test_app import all_at_once, assert_stylised, client, running_app, small_photo, stats  # noqa: F401 (small_photo: fixture)
 from test_metrics import delta, scrape
 
 from animegan import stylize
@@ -52,22 +51,9 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
         ray_app: str, small_photo: Path, registry, tmp_path: Path) -> None:  # noqa: F811
     before = scrape(ray_app)
     sides = [192 - 8 * i for i in range(8)]  # distinct sizes: no result-cache hits, every request runs the model
-    results: list[object] = [None] * 8
-    barrier = threading.Barrier(8)
-
-    def one(i: int) -> None:
-        c = client(ray_app, tmp_path / f"c{i}")
-        barrier.wait()
-        try:
-            results[i] = c.predict(handle_file(str(small_photo)), "hayao", sides[i], False, api_name="/stylize")
-        except Exception as exc:  # noqa: BLE001 (asserted below)
-            results[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    clients = [client(ray_app, tmp_path / f"c{i}") for i in range(8)]
+    results = all_at_once(8, lambda i: clients[i].predict(handle_file(str(small_photo)), "hayao", sides[i], False,
+                                                          api_name="/stylize"), timeout=300)
     assert all(isinstance(r, tuple) for r in results), results
     after = scrape(ray_app)
     assert delta(before, after, "animegan_conversions_total", style="hayao", device="cpu", outcome="ok") == 8
