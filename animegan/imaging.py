@@ -164,7 +164,9 @@ def to_image(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
     return image
 
 
-def encode_png(image: Image.Image, compress_level: int = 6) -> bytes:
+def encode_png(image: Image.Image, compress_level: int = 3) -> bytes:
+    """Every result is encoded once per request. zlib level 3 instead of Pillow's 6: a 1024x694 result took 63 ms
+    instead of 161 ms, for a file 6% larger (level 1: 47 ms, 10% larger)."""
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()

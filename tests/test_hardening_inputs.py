@@ -98,7 +98,7 @@ def build_corpus(folder: Path, photo_path: Path) -> dict[str, Case]:
     cases["cmyk_jpeg"] = Case(_save(cmyk, folder / "cmyk.jpg", quality=95), size=(160, 120),
                               same_as=Image.open(folder / "cmyk.jpg").convert("RGB"))
     grey16 = (np.asarray(small.convert("L"), dtype=np.uint16) * 257)
-    cases["grey_16bit_png"] = Case(_save(Image.fromarray(grey16, "I;16"), folder / "grey16.png"), size=(160, 120),
+    cases["grey_16bit_png"] = Case(_save(Image.fromarray(grey16), folder / "grey16.png"), size=(160, 120),
                                    same_as=small.convert("L").convert("RGB"))
     rgb16 = np.asarray(small, dtype=">u2") * 257
     rows = b"".join(b"\x00" + rgb16[y].tobytes() for y in range(rgb16.shape[0]))

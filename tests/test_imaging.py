@@ -104,7 +104,7 @@ def test_sixteen_bit_grey_scales_to_eight_bits(size: tuple[int, int], seed: int)
     values = np.random.default_rng(seed).integers(0, 65536, (h, w), dtype=np.uint16)
     values.flat[0] = 65535  # a real 16-bit image: something above 255
     buf = io.BytesIO()
-    Image.fromarray(values, "I;16").save(buf, format="PNG")  # a genuine 16-bit greyscale PNG
+    Image.fromarray(values).save(buf, format="PNG")  # uint16 -> mode I;16: a genuine 16-bit greyscale PNG
     photo = load_photo(buf.getvalue())
     want = np.floor(values.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)
     assert np.abs(photo.rgb[..., 0].astype(int) - want).max() <= 1
