@@ -17,8 +17,8 @@ from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 
 # CPU: one conversion at a time, with a torch thread per core. On this project's quiet 2-core machine, 4 concurrent
-# users sending 512x512 photos through the app got 1.15 images/s that way and 1.23 with 2 conversions x 1 thread
-# (1.07x; p95 3.6 s against 3.4 s), while a single user waits half as long with 2 threads (a 512x512 conversion:
+# users sending 512x512 photos through the app got 1.52 images/s that way and 1.50 with 2 conversions x 1 thread
+# (p95 2.8 s both), while a single user waits half as long with 2 threads (a 512x512 conversion in the engine:
 # 0.70 s against 1.35 s): bench/bench_throughput.py, results in bench/results/. An earlier build, before the
 # malloc tuning (memory.tune_cpu_allocator), scaled badly with threads and favoured 2 x 1 by 1.28x. Larger
 # machines were not measured: --concurrency and --torch-threads split their cores.
