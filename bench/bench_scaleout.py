@@ -85,7 +85,9 @@ def main() -> None:
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     *photos, warm_photo = crops(a.photo, a.users * a.rounds + 1, tmp)  # the warm-up's photo is not timed later
-    common = ["--weights", a.weights, "--offline", "--device", "cpu", "--max-queue", str(4 * a.users)]
+    style, _, path = a.weights.partition("=")
+    weights = f"{style}={Path(path).resolve()}"  # the apps run in a temp folder: a relative path would not resolve
+    common = ["--weights", weights, "--offline", "--device", "cpu", "--max-queue", str(4 * a.users)]
     setups = {"local (default)": common,
               f"ray, {a.replicas} replicas x 1 thread": [*common, "--backend", "ray", "--replicas", str(a.replicas),
                                                         "--torch-threads", "1"]}
@@ -99,7 +101,7 @@ def main() -> None:
     print("| backend | ok / failed | photos/s | ratio vs local | p50 s | p95 s | conversions per replica |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(f"| {name} | {r['ok']} / {r['failed']} | {r['throughput']:.2f} | {r['throughput'] / base['throughput']:.2f} "
+        print(f"| {name} | {r['ok']} / {r['failed']} | {r['throughput']:.2f} | {r['throughput'] / base['throughput'] if base['throughput'] else float('nan'):.2f} "
               f"| {r['p50']:.1f} | {r['p95']:.1f} | {', '.join(f'{v}' for v in r['replicas'].values())} |")
         for e in r["errors"]:
             print("  error:", e)
