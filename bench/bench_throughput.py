@@ -78,7 +78,7 @@ def app(tmp: Path, weights: Path, *args: str) -> Iterator[str]:
     Each app gets its own upload and cache folders under ``tmp``, so no run sees another's files.
     """
     env = {"GRADIO_TEMP_DIR": str(tmp / "gradio"), "ANIMEGAN_CACHE_DIR": str(tmp / "cache")}
-    with running_app(["--offline", "--weights", f"hayao={weights}", "--max-queue", "64", *args], tmp, env) as running:
+    with running_app(["--offline", "--weights", f"hayao={weights.resolve()}", "--max-queue", "64", *args], tmp, env) as running:
         yield running.url
 
 

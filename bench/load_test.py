@@ -93,7 +93,7 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
     env = {"ANIMEGAN_CACHE_DIR": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
            "ANIMEGAN_CACHE_SIZE": "0"}  # every request really converts
     report = Report(users, requests, size)
-    with running_app(["--offline", "--device", "cpu", "--weights", f"hayao={weights}", *app_args], work, env,
+    with running_app(["--offline", "--device", "cpu", "--weights", f"hayao={Path(weights).resolve()}", *app_args], work, env,
                      startup_timeout) as (server, url, _log):
         def new_client(i: int) -> Client:
             return Client(url, verbose=False, analytics_enabled=False, download_files=str(work / f"dl{i}"))
