@@ -321,7 +321,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def free_device_memory(device: torch.device) -> None:
-    """Return cached blocks to the driver (CUDA) or freed heap pages to the OS (CPU) after a run.
+    """Return cached blocks to the driver (CUDA) or freed heap pages to the OS (CPU) at once: after an
+    out-of-memory error, and after each CUDA run (a CPU run's heap goes back once idle: :func:`run_scope`).
 
     On the CPU, glibc keeps freed activation buffers of every photo size in its heap (all the more with
     :func:`tune_cpu_allocator`); without a trim, RSS grew by 180% over 200 conversions of varied sizes
