@@ -79,3 +79,13 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeou
         if time.monotonic() > deadline:
             raise SystemExit(f"app did not answer {url}gradio_api/info within {timeout:.0f} s; see {log}")
         time.sleep(0.5)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of latencies, linearly interpolated: one definition for every bench's p50/p95."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)

@@ -23,7 +23,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_process import running_app  # noqa: E402
+from app_process import percentile, running_app  # noqa: E402
 
 
 def crops(photo: Path, n: int, tmp: Path) -> list[Path]:
@@ -66,12 +66,10 @@ def run(url: str, photos: list[Path], users: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start_t
-    lat = sorted(latencies)
     replicas = dict(re.findall(r'animegan_replica_conversions_total\{replica="([^"]+)"\} ([0-9.]+)',
                                httpx.get(f"{url}metrics", timeout=10).text))
-    return {"ok": len(lat), "failed": len(failures), "wall": wall, "throughput": len(lat) / wall,
-            "p50": lat[len(lat) // 2] if lat else float("nan"),
-            "p95": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else float("nan"),
+    return {"ok": len(latencies), "failed": len(failures), "wall": wall, "throughput": len(latencies) / wall,
+            "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
             "replicas": {k: int(float(v)) for k, v in replicas.items()}, "errors": failures[:3]}
 
 

@@ -32,7 +32,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_process import running_app  # noqa: E402
+from app_process import percentile, running_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
@@ -113,13 +113,6 @@ def http_convert(http: httpx.Client, url: str, photo: Path, side: int) -> tuple[
         raise SystemExit(f"the HTTP API call did not complete (last event {kind!r})")
     http.get(data[0]["url"]).raise_for_status()
     return time.perf_counter() - t, data[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def load_run(url: str, tmp: Path, photos: list[Path], users: int, per_user: int, side: int) -> tuple[float, list[float]]:

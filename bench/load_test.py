@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/test_hardening_load.py)
 
-from app_process import running_app  # noqa: E402
+from app_process import percentile, running_app  # noqa: E402
 
 from animegan.memory import PeakRSS  # noqa: E402
 
@@ -51,8 +51,7 @@ class Report:
     server_alive: bool = True
 
     def pct(self, q: float) -> float:
-        xs = sorted(self.latencies)
-        return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else float("nan")
+        return percentile(self.latencies, q)
 
     def summary(self) -> str:
         mib = 1 << 20
