@@ -9,18 +9,30 @@ returns ``(png_path, notice)``.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 
-import torch
+from animegan import temp_files
 
-from animegan import Registry
-from animegan.serving import load_config
-from animegan.ui import CSS, EXAMPLES_DIR, build_demo
+# Before Gradio is imported (it reads GRADIO_TEMP_DIR then): uploads go to a folder of this process's own,
+# removed at exit; SIGTERM exits as cleanly as Ctrl-C; folders of earlier app processes that crashed are removed.
+PRIVATE_UPLOADS = temp_files.use_private_upload_dir()
+temp_files.remove_orphans()
+temp_files.stop_cleanly_on_sigterm()
+
+import torch  # noqa: E402
+
+from animegan import Registry  # noqa: E402
+from animegan.memory import parse_bytes  # noqa: E402
+from animegan.request_guard import Limits, RequestGuard  # noqa: E402
+from animegan.serving import load_config  # noqa: E402
+from animegan.ui import CSS, EXAMPLES_DIR, build_demo, gradio_upload_folder  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 log = logging.getLogger("animegan.app")
+SESSION_CAPACITY = 1000  # sessions whose state Gradio keeps (its default is 10000)
 
 # Flags only when run as a script; imported (Spaces, `gradio app.py` reload mode) the environment configures it.
 config = load_config(sys.argv[1:] if __name__ == "__main__" else [])
@@ -48,20 +60,40 @@ if config.backend == "ray":  # conversions go to Ray Serve replicas; the UI, que
     demo.animegan.convert = RayBackend(config)
     demo.animegan.cache = None  # each replica holds the cache (Redis is shared by all of them)
 
-launch_extra: dict = {}
+metrics = None
 if config.metrics:  # prometheus_client is an extra: imported only when asked for
     from animegan.metrics import Metrics
 
-    demo.animegan.metrics = Metrics(queue_length=lambda: len(demo._queue))
-    demo.animegan.metrics.cache_backend = "redis" if config.cache else ("memory" if config.cache_size else None)
+    metrics = demo.animegan.metrics = Metrics(queue_length=lambda: len(demo._queue),
+                                              styles=[s.id for s in registry.styles()])
+    metrics.cache_backend = "redis" if config.cache else ("memory" if config.cache_size else None)
     if hasattr(demo.animegan.cache, "error_counts"):  # Redis failures (requests that ran without the cache)
-        demo.animegan.metrics.add_cache_errors(demo.animegan.cache.error_counts)
-    launch_extra["app_kwargs"] = demo.animegan.metrics.app_kwargs()
+        metrics.add_cache_errors(demo.animegan.cache.error_counts)
+
+# The guard in front of Gradio (outermost middleware): body limits, no server-side fetches, login on every
+# API route, and the count of open result streams the UI uses to stop work nobody waits for.
+from starlette.middleware import Middleware  # noqa: E402
+
+app_kwargs = metrics.app_kwargs() if metrics is not None else {"routes": [], "middleware": []}
+app_kwargs["middleware"].insert(0, Middleware(
+    RequestGuard, limits=Limits.for_upload_size(parse_bytes(config.max_file_size)),
+    listeners=demo.animegan.listeners, on_refusal=metrics.refused if metrics is not None else None,
+    known_fn=lambda fn_index: fn_index in demo.fns))
+launch_extra: dict = {"app_kwargs": app_kwargs}
+
+# Uploads go at exit even in a folder the operator chose (GRADIO_TEMP_DIR): Gradio's shutdown deletes only the
+# files its events touched, not every upload this process received.
+atexit.register(lambda: temp_files.remove_files(list(getattr(demo, "upload_file_set", ()))))
+# Partial uploads (a client that stopped mid-way) are removed once they stop growing.
+temp_files.PartialUploadSweeper(gradio_upload_folder(), stale_s=min(temp_files.PARTIAL_STALE_S, config.temp_max_age),
+                                every_s=min(temp_files.SWEEP_EVERY_S, max(1.0, config.temp_max_age / 2))).start()
 
 log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",
          config.device, config.workers(), threads or "default", config.max_queue,
          ", ".join(f"{k} ({'ok' if ok else 'unavailable'})" for k, (ok, _) in registry.availability().items()))
 
 if __name__ == "__main__":
+    # state_session_capacity: Gradio keeps each session's last inputs; with the request-body limit that bounds
+    # the memory every session together can hold.
     demo.launch(**config.launch_kwargs(), **launch_extra, allowed_paths=[str(EXAMPLES_DIR)], css=CSS,
-                footer_links=["api", "gradio"])
+                footer_links=["api", "gradio"], state_session_capacity=SESSION_CAPACITY)

@@ -32,6 +32,34 @@ class OutOfMemory(RuntimeError):
     """Even the smallest tiles did not fit; the message says what the user can do."""
 
 
+class ConversionTimeout(RuntimeError):
+    """The run passed its deadline; checked after decoding, between tiles and before encoding."""
+
+
+class Deadline:
+    """A point on the monotonic clock a run must not pass, checked at the engine's stopping points.
+
+    (A whole-image pass cannot be interrupted: the memory budget bounds how long one can take.)
+    """
+
+    def __init__(self, at: float | None, limit_s: float | None = None) -> None:
+        self.at = at
+        self.limit_s = limit_s
+
+    @classmethod
+    def after(cls, seconds: float | None, limit_s: float | None = None) -> Deadline:
+        """``seconds`` from now (None or 0: none); ``limit_s``: the configured limit, for messages (default: seconds)."""
+        return cls(time.monotonic() + seconds if seconds else None, limit_s or seconds or None)
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - time.monotonic()
+
+    def check(self, where: str) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            limit = f"the limit is {self.limit_s:g} s per conversion" if self.limit_s else "its deadline passed"
+            raise ConversionTimeout(f"stopped {where}: {limit}")
+
+
 @dataclass
 class RunStats:
     style: str
@@ -125,7 +153,8 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
             max_side: int | None = None, keep_brightness: bool = False,
             max_pixels: int = imaging.DEFAULT_MAX_PIXELS, memory_budget: int | str | None = None,
             tile: int | None = None, progress: Progress | None = None,
-            on_tile: TileProgress | None = None, cache: ResultCache | None = None) -> StylizeResult:
+            on_tile: TileProgress | None = None, cache: ResultCache | None = None,
+            deadline: Deadline | float | None = None) -> StylizeResult:
     """Turn a photo into anime art in one style.
 
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
@@ -137,7 +166,11 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     unavailable and ``OutOfMemory`` when nothing fits.
     ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
     running the model (``stats.cached``), a miss stores this run's PNG.
+    ``deadline``: a :class:`Deadline` or seconds from now; past it the run raises ``ConversionTimeout`` at the
+    next stopping point (after decoding, between tiles, before encoding).
     """
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline.after(deadline)
     registry = registry or default_registry()
     spec = registry.style(style)
     dev = resolve_device(device)
@@ -146,7 +179,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     if limit < 0:
         raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
     photo = imaging.load_photo(image, max_side=limit or None, max_pixels=max_pixels)
+    deadline.check("after decoding the photo")
     loaded = registry.get(spec, dev, precision, progress=progress)
+    deadline.check("after loading the style")
 
     notices = []
     if photo.downscaled:
@@ -163,7 +198,7 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
         torch.cuda.reset_peak_memory_stats(dev)
     with memory.run_scope(dev), PeakRSS() as rss:
         rgb, plan, loaded, recoveries = _run_with_recovery(registry, spec, loaded, photo.rgb, plan, dev, precision,
-                                                           notices, on_tile)
+                                                           notices, _checking(on_tile, deadline))
     seconds = time.perf_counter() - start
     ran_on = next(loaded.model.parameters()).device
     if ran_on.type == "cuda":
@@ -183,11 +218,25 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
         tiles=n_tiles, oom_recoveries=recoveries, notices=notices,
     )
     png = None
+    deadline.check("before encoding the result")
     if cache is not None:
         png = imaging.encode_png(out)
         if not recoveries:  # a run that recovered from running out of memory is not what the key describes
             cache.put(key, png)
     return StylizeResult(out, stats, png)
+
+
+def _checking(on_tile: TileProgress | None, deadline: Deadline) -> TileProgress | None:
+    """The caller's tile progress, then the deadline: a run stops between tiles, wasting at most one."""
+    if deadline.at is None:
+        return on_tile
+
+    def report(done: int, total: int) -> None:
+        if on_tile is not None:
+            on_tile(done, total)
+        if done < total:
+            deadline.check(f"after {done} of {total} tiles")
+    return report
 
 
 def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device, keep: bool) -> str:

@@ -9,6 +9,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000  # checked from the header, before any pixel is decoded
+# The only decoders ever used. Pillow knows 40+ formats; some run external programs (EPS/PS start Ghostscript)
+# or decode whole embedded images while opening (ICO/CUR). A photo app needs these six.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+FORMATS_TEXT = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+# A progressive JPEG is decoded once per scan: libjpeg's default progressive script has 10 scans, mozjpeg's
+# optimised ones about 10-20. Thousands of tiny scans make a small file take minutes to decode.
+MAX_JPEG_SCANS = 100
 # Pillow's own bomb guard stays on as a second line: Image.open() raises above this many pixels (and warns above
 # half of it) before decoding anything. Ours (``max_pixels``) is the one users see; see set_pillow_guard().
 Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
@@ -48,9 +55,9 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         if not data:
             raise InvalidImageError("the file is empty")
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
         except UnidentifiedImageError as exc:
-            raise InvalidImageError("the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from exc
+            raise InvalidImageError(f"the file is not a supported image ({FORMATS_TEXT})") from exc
         except Image.DecompressionBombError as exc:  # the header claims far more pixels than we allow
             raise InvalidImageError(f"the image is too large to decode safely ({exc}); the limit is "
                                     f"{max_pixels / 1e6:.0f} MP. Downscale it first.") from exc
@@ -58,6 +65,8 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged header makes plugins raise OSError, SyntaxError, struct.error...
             raise InvalidImageError(f"the image data is truncated or corrupted ({type(exc).__name__}: {exc})") from exc
+        if image.format == "JPEG" or image.format == "MPO":
+            _check_jpeg_scans(data)
     w, h = image.size
     if w < 1 or h < 1:
         raise InvalidImageError(f"the image has no pixels ({w}x{h})")
@@ -74,6 +83,51 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, EOFError... on bad data
         raise InvalidImageError(f"the image data is truncated or corrupted ({exc})") from exc
     return image
+
+
+def count_jpeg_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS + 1) -> int:
+    """Start-of-scan markers in a JPEG's first image, found by walking its segments (no decoding).
+
+    Entropy-coded data is skipped by searching for the next marker: inside it, 0xFF is followed by 0x00
+    (stuffing) or a restart marker (0xD0-0xD7), never by anything else.
+    """
+    n, pos, end = 0, 2, len(data)
+    while pos + 4 <= end and n < stop_after:
+        if data[pos] != 0xFF:
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # standalone markers
+            pos += 2
+            continue
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data up to the next real marker
+            n += 1
+            while True:
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= end:
+                    return n
+                nxt = data[pos + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    pos += 1 if nxt == 0xFF else 2
+                    continue
+                break
+    return n
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    scans = count_jpeg_scans(data)
+    if scans > MAX_JPEG_SCANS:
+        raise InvalidImageError(f"the JPEG has more than {MAX_JPEG_SCANS} progressive scans, far more than any "
+                                "camera or editor writes; it would take minutes to decode. Save it again as a normal JPEG")
 
 
 def set_pillow_guard(max_pixels: int) -> None:

@@ -28,6 +28,12 @@ from .engine import RunStats
 METRICS_PATH = "/metrics"
 # Conversions take ~0.3 s (256 px, CPU) to minutes (4K tiled on CPU): roughly doubling buckets cover both.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Every outcome label: "ok" and the titles of the errors the app raises (anything else counts as "error").
+OUTCOMES = frozenset({"ok", "error", "no_photo", "unusable_photo", "no_style_chosen", "unknown_style", "bad_max_side",
+                      "too_slow", "style_unavailable", "out_of_memory", "server_setup", "conversion_failed",
+                      "bad_request", "client_gone"})
+REFUSAL_REASONS = frozenset({"body_too_large", "upload_too_large", "file_by_link", "mcp_link", "login_required",
+                             "unknown_endpoint"})
 CacheErrors = Callable[[], Mapping[str, int]]  # cache backend -> failures so far (the request ran without the cache)
 
 
@@ -68,7 +74,10 @@ class _ScrapeTimeCollector:
 class Metrics:
     """The app's metrics. ``record()`` after each conversion; ``asgi_routes()``/``middleware()`` go into the server."""
 
-    def __init__(self, queue_length: Callable[[], int | None] | None = None) -> None:
+    def __init__(self, queue_length: Callable[[], int | None] | None = None, styles: Iterable[str] = ()) -> None:
+        # Labels come from closed sets only: a request chooses its style id and could otherwise mint a new
+        # time series with every call (a 2 KB id per request grew /metrics from 5 kB to 15 MB).
+        self.styles = frozenset(styles)
         self.registry = CollectorRegistry(auto_describe=True)
         self.queue_length: Callable[[], int | None] = queue_length or (lambda: 0)
         self.cache_error_sources: list[CacheErrors] = []
@@ -80,6 +89,9 @@ class Metrics:
         self.latency = Histogram("animegan_conversion_seconds", "Wall time of the conversion handler, by style.",
                                  ["style"], buckets=LATENCY_BUCKETS, registry=r)
         self.rejections = Counter("animegan_queue_rejections", "Requests refused because the queue was full.", registry=r)
+        self.refusals = Counter("animegan_request_refusals", "Requests refused before Gradio parsed them, by reason "
+                                "(body_too_large, upload_too_large, file_by_link, mcp_link, login_required, "
+                                "unknown_endpoint).", ["reason"], registry=r)
         self.tiles = Counter("animegan_tiles", "Tiles run by tiled conversions.", registry=r)
         self.oom_recoveries = Counter("animegan_oom_recoveries", "Out-of-memory errors recovered from (smaller tiles "
                                       "or the CPU).", registry=r)
@@ -96,6 +108,9 @@ class Metrics:
                error_title: str | None = None, replica: str | None = None) -> None:
         """One finished conversion: its stats when it succeeded, else the title of the error the user saw."""
         outcome = "ok" if error_title is None else outcome_label(error_title)
+        if outcome not in OUTCOMES:
+            outcome = "error"
+        style = style if style in self.styles else "unknown"
         self.conversions.labels(style, stats.device if stats else device, outcome).inc()
         self.latency.labels(style).observe(seconds)
         if stats is not None:
@@ -105,6 +120,10 @@ class Metrics:
                 self.cache_requests.labels(self.cache_backend, "hit" if stats.cached else "miss").inc()
             if not stats.cached:
                 self.replica_conversions.labels(replica or "local").inc()
+
+    def refused(self, reason: str) -> None:
+        """A request the guard in front of Gradio refused (see ``request_guard``)."""
+        self.refusals.labels(reason if reason in REFUSAL_REASONS else "other").inc()
 
     def add_cache_errors(self, source: CacheErrors) -> None:
         """A callable giving cumulative failures per cache backend, read at each scrape."""

@@ -26,7 +26,7 @@ if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_
 try:
     import ray
     from ray import serve
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("--backend ray needs Ray Serve: pip install 'ray[serve]' "
                       "(or pip install -r requirements-extras.txt)") from exc
@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from . import imaging, memory
-from .engine import StylizeResult, stylize
+from .engine import ConversionTimeout, Deadline, StylizeResult, stylize
 from .registry import Registry
 from .serving import ServeConfig, cpu_cores
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 APP_NAME = "animegan"
 DEPLOYMENT_NAME = "Stylizer"
 REQUEST_TIMEOUT_S = 600.0
+REPLY_GRACE_S = 5.0  # past the deadline, the replica's own "timed out" reply may take this long to arrive
 PASSED_ENV = ("ANIMEGAN_", "HF_HUB_OFFLINE")  # environment the replicas need to resolve weights like the app
 
 
@@ -66,11 +67,14 @@ class Stylizer:
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         self._lock = threading.Lock()
 
-    def stylize(self, photo: bytes, style: str, max_side: int, keep_brightness: bool) -> tuple[StylizeResult, dict]:
+    def stylize(self, photo: bytes, style: str, max_side: int, keep_brightness: bool,
+                time_left: float | None = None, limit_s: float | None = None) -> tuple[StylizeResult, dict]:
         s = self.settings
+        # The deadline travels as seconds left: monotonic clocks of two machines are not comparable.
         result = stylize(photo, style, registry=self.registry, device=s["device"], max_side=max_side,
                          keep_brightness=keep_brightness, max_pixels=s["max_pixels"], memory_budget=s["memory_budget"],
-                         tile=s["tile"], cache=self.cache)
+                         tile=s["tile"], cache=self.cache,
+                         deadline=None if time_left is None else Deadline.after(max(time_left, 0.001), limit_s))
         if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
             result.png = imaging.encode_png(result.image)
         result.image = None  # type: ignore[assignment]  # the app decodes the PNG when it needs pixels
@@ -144,14 +148,25 @@ class RayBackend:
         log.info("Ray Serve: %d replica(s) of %s, %s each", config.replicas, DEPLOYMENT_NAME, options)
 
     def __call__(self, image: imaging.ImageSource, style: str = "hayao", *, max_side: int | None = None,
-                 keep_brightness: bool = False, **ignored: Any) -> StylizeResult:
-        """Same signature as :func:`stylize`. Progress callbacks, registry and cache belong to the replica."""
+                 keep_brightness: bool = False, deadline: Deadline | float | None = None,
+                 **ignored: Any) -> StylizeResult:
+        """Same signature as :func:`stylize`. Progress callbacks, registry and cache belong to the replica;
+        the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
         photo = image if isinstance(image, bytes) else Path(str(image)).read_bytes()
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline.after(deadline)
         for attempt in (1, 2):
+            left = deadline.remaining()
+            if left is not None and left <= 0:
+                deadline.check("before a replica took the photo")
             try:
-                result, info = self.handle.stylize.remote(photo, style, max_side, keep_brightness).result(
-                    timeout_s=REQUEST_TIMEOUT_S)
+                result, info = self.handle.stylize.remote(photo, style, max_side, keep_brightness, left,
+                                                          deadline.limit_s).result(
+                    timeout_s=REQUEST_TIMEOUT_S if left is None else left + REPLY_GRACE_S)
                 break
+            except (GetTimeoutError, TimeoutError):
+                raise ConversionTimeout(f"stopped waiting for the model server: the limit is "
+                                        f"{deadline.limit_s or REQUEST_TIMEOUT_S:g} s per conversion") from None
             except RayTaskError as exc:  # the engine's own error (bad photo, missing weights): re-raise it as is
                 raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
             except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:

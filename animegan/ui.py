@@ -4,8 +4,9 @@ Wiring (flags, queue sizes, launch) lives in ``app.py``; this module only builds
 :class:`~animegan.serving.ServeConfig` and a shared :class:`~animegan.registry.Registry`, so tests can build
 their own. Three events matter:
 
-* Convert / ``/stylize`` (API): queued on the ``convert`` concurrency group, limited to the configured
-  number of conversions at once. Lazily cached examples run on the same group.
+* Convert (the page) and ``/stylize`` (API): both queued on the ``convert`` concurrency group, limited to the
+  configured number of conversions at once. The page's event also returns the before/after pair for the
+  slider, so nothing that decodes a photo runs outside the queue. Lazily cached examples run on the same group.
 * the memory panel: a ``gr.Timer`` tick with ``queue=False``, so it never waits behind conversions and never
   takes a place in the queue (``max_size`` counts queued events only).
 * ``/stats`` (undocumented, ``queue=False``): the handler's in-flight gauge and the queue length, so tests and
@@ -14,14 +15,12 @@ their own. Three events matter:
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import base64
 import logging
+import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -33,12 +32,15 @@ from typing import Any
 
 import gradio as gr
 import torch
+from gradio.exceptions import InvalidPathError
 from PIL import Image
 
-from . import imaging, memory
-from .engine import OutOfMemory, RunStats, StylizeResult, stylize
+from . import imaging, memory, temp_files
+from .engine import ConversionTimeout, Deadline, OutOfMemory, RunStats, StylizeResult, stylize
 from .imaging import InvalidImageError
 from .registry import Registry
+from .request_guard import Listeners
+from .upload_gate import REFUSED, PhotoRefused, UploadGate
 from .result_cache import MemoryCache, ResultCache
 from .serving import ServeConfig
 from .styles import StyleSpec, UnknownStyleError
@@ -68,8 +70,12 @@ CSS = """
 """
 
 
-class ConversionTimeout(RuntimeError):
-    """A conversion ran past the configured per-request limit and was stopped between two tiles."""
+# A queued job whose client has not listened for its result for this long was abandoned (env: tests use 1 s).
+CLIENT_GRACE_S = float(os.environ.get("ANIMEGAN_CLIENT_GRACE", "5"))
+
+
+class ClientGone(RuntimeError):
+    """Nobody waits for this conversion any more (the page was closed, the API client went away)."""
 
 
 class ConversionGauge:
@@ -116,8 +122,10 @@ class StylizeApp:
         self.gauge = ConversionGauge()
         self.last_run: LastRun | None = None
         self.demo: gr.Blocks | None = None
-        self.results_dir = Path(tempfile.mkdtemp(prefix="animegan-results-"))
-        atexit.register(shutil.rmtree, self.results_dir, True)
+        self.results_dir = temp_files.private_dir(temp_files.RESULTS_PREFIX)
+        # The only files a request may make the server read: Gradio's uploads and our example photos.
+        self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
+        self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
         self._results: deque[Path] = deque()
         self._results_lock = threading.Lock()
         self._availability: tuple[float, dict[str, tuple[bool, str]]] = (0.0, {})
@@ -147,6 +155,7 @@ class StylizeApp:
 
     # -- conversion -----------------------------------------------------------------------------
     def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
+                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """Turn a photo into anime art in one AnimeGANv2 style; the result has the photo's size (up to max_side).
 
@@ -159,14 +168,27 @@ class StylizeApp:
         Returns:
             the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
         """
+        path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False)
+        return path, text
+
+    def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
+                     request: gr.Request = None,  # type: ignore[assignment]
+                     progress: gr.Progress = gr.Progress()) -> tuple[tuple[Image.Image, str], str, str]:  # noqa: B008
+        """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job."""
+        path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True)
+        return (before, path), path, text
+
+    def _observed(self, image: Any, style: Any, max_side: Any, keep_brightness: Any, request: gr.Request | None,
+                  progress: gr.Progress, before: bool) -> tuple[str, str, Image.Image | None]:
         started = time.perf_counter()
         try:
-            path, text, stats = self._convert(image, style, max_side, keep_brightness, progress)
+            path, text, stats, before = self._convert(image, style, max_side, keep_brightness, request, progress,
+                                                      before)
         except gr.Error as exc:
             self._observe(style, started, error=exc)
             raise
         self._observe(style, started, stats=stats)
-        return path, text
+        return path, text, before
 
     def _observe(self, style: Any, started: float, stats: RunStats | None = None, error: gr.Error | None = None) -> None:
         if self.metrics is not None:
@@ -174,35 +196,54 @@ class StylizeApp:
                                 error_title=getattr(error, "title", None) or ("Error" if error else None),
                                 replica=stats.replica if stats else None)
 
-    def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
-                 progress: gr.Progress) -> tuple[str, str, RunStats]:
+    def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, request: gr.Request | None,
+                 progress: gr.Progress, want_before: bool) -> tuple[str, str, RunStats, Image.Image | None]:
         """The conversion itself. Inputs arrive unprocessed (``preprocess=False``) so that every check, and so
-        every message the user sees, is ours: the photo may be a path or Gradio's file payload.
+        every message the user sees, is ours: the photo may be a path or Gradio's file payload, and it passes
+        the upload gate whatever the payload claims to be.
         """
+        deadline = Deadline.after(self.config.timeout)  # the whole request: read, decode, model, encode
         with self.gauge:
-            source, name = _photo_source(image)
             spec = self._style(style)
             side = _max_side(max_side)
             keep = _flag(keep_brightness)
+            source, name = self._photo(image)
+            watch = ClientWatch(self, request)
             try:
+                watch.check()
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 on_bytes = None if ZERO_GPU else _download_progress(progress)
                 progress(0.1, desc=f"Stylizing ({spec.name})")
-                on_tile = None if ZERO_GPU else _tile_progress(progress, self.config.timeout)
-                result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes, on_tile)
+                on_tile = _tile_progress(None if ZERO_GPU else progress, watch)
+                result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes, on_tile,
+                                         deadline.remaining())
+                watch.check()
                 progress(0.95, desc="Encoding PNG")
                 path = self._save(result.image, f"{name}-{spec.id}.png", result.png)
+                before = before_image(source, result.image.size) if want_before else None
+                deadline.check("while encoding the result")
             except gr.Error:
                 raise
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
                 raise user_error(exc, spec, side) from exc
             self.last_run = LastRun(result.stats, time.time(), gpus)
-            return str(path), notice(result.stats, spec.name), result.stats
+            return str(path), notice(result.stats, spec.name), result.stats, before
 
-    def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any):
+    def _photo(self, image: Any) -> tuple[bytes, str]:
+        if image is None or image == "" or image == {}:
+            raise gr.Error("Add a photo first: upload one, take one with the webcam, or paste one from the clipboard.",
+                           title="No photo", print_exception=False)
+        try:
+            data, name = self.gate.read(image)
+        except PhotoRefused as exc:
+            log.warning("photo refused: %s", exc.reason)
+            raise gr.Error(exc.public, title="Unusable photo", print_exception=False) from None
+        return data, _safe_stem(name)
+
+    def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any,
+                request: gr.Request = None):  # type: ignore[assignment]
         """The examples' function (cached lazily): the same conversion, shaped for the UI's outputs."""
-        png, text = self.stylize(image, style, max_side, keep_brightness)
-        return comparison(image, png), png, text
+        return self.convert_page(image, style, max_side, keep_brightness, request, gr.Progress())
 
     def _style(self, style: str | None) -> StyleSpec:
         if not style:
@@ -264,37 +305,66 @@ def cache_cleanup(max_age: int) -> tuple[int, int]:
 
 
 def _run_engine(app_id: int, source: imaging.ImageSource, style: str, max_side: int, keep: bool, device: str,
-                on_bytes, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
-    """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``."""
+                on_bytes, on_tile=None, time_left: float | None = None,
+                ) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
+    """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``.
+
+    The deadline crosses as seconds left: on ZeroGPU this function may run in another process.
+    """
     app = _APPS[app_id]
     result = app.convert(source, style, registry=app.registry, device=device, max_side=max_side,
-                     keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
-                     tile=app.config.tile, on_tile=on_tile, max_pixels=app.config.max_pixels, cache=app.cache)
+                         keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
+                         tile=app.config.tile, on_tile=on_tile, max_pixels=app.config.max_pixels, cache=app.cache,
+                         deadline=None if time_left is None else Deadline.after(max(time_left, 0.001), app.config.timeout))
     gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
     return result, gpus
 
 
 # -- inputs -------------------------------------------------------------------------------------------
-def _photo_source(image: Any) -> tuple[imaging.ImageSource, str]:
-    """A path, Gradio's file payload (dict or FileData) or a data: URL -> something the engine decodes, and a name."""
-    if image is None or image == "":
-        raise gr.Error("Add a photo first: upload one, take one with the webcam, or paste one from the clipboard.",
-                       title="No photo", print_exception=False)
-    if hasattr(image, "model_dump"):
-        image = image.model_dump()
-    if isinstance(image, dict):
-        path, url, orig = image.get("path"), image.get("url"), image.get("orig_name")
-        if not path and isinstance(url, str) and url.startswith("data:"):
-            try:
-                return base64.b64decode(url.split(",", 1)[1]), Path(orig or "photo").stem
-            except (ValueError, IndexError):
-                raise gr.Error("The pasted image could not be read.", title="Unusable photo", print_exception=False) from None
-        if not path:
-            raise gr.Error("The photo did not reach the server; upload it again.", title="No photo", print_exception=False)
-        return str(path), _safe_stem(orig or path)
-    if isinstance(image, (str, Path)):
-        return str(image), _safe_stem(image)
-    raise gr.Error(f"Expected a photo file, got {type(image).__name__}.", title="Unusable photo", print_exception=False)
+def gradio_upload_folder() -> str:
+    """Where Gradio keeps uploads (``GRADIO_TEMP_DIR``, read the way Gradio reads it)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+class ClientWatch:
+    """Is anyone still waiting for this conversion? Checked before the run, between tiles and before encoding.
+
+    Gradio marks a queued job dead when its result stream closes (``Event.alive``); a job joined by a client that
+    never opened its result stream, or whose stream closed, is also abandoned after ``CLIENT_GRACE_S``. The
+    request guard counts open streams (``Listeners``). Without a request (a direct call), nothing is watched.
+    """
+
+    def __init__(self, app: StylizeApp, request: gr.Request | None) -> None:
+        self.app = app
+        self.event = _queue_event(app.demo, request)
+
+    def check(self) -> None:
+        event = self.event
+        if event is None:
+            return
+        if not event.alive:
+            raise ClientGone("its client disconnected")
+        keys = (f"session:{event.session_hash}", f"event:{event._id}")
+        if self.app.listeners.listening(*keys):
+            return
+        waited = time.monotonic() - event.enqueue_time
+        if waited > CLIENT_GRACE_S:
+            raise ClientGone(f"no client has listened for its result for {waited:.0f} s")
+
+
+def _queue_event(demo: gr.Blocks | None, request: gr.Request | None) -> Any:
+    """The queue's record of the job this request runs in (None outside the queue)."""
+    raw = getattr(request, "request", None) if request is not None else None
+    queue = getattr(demo, "_queue", None)
+    if raw is None or queue is None:
+        return None
+    for job in list(getattr(queue, "active_jobs", []) or []):
+        for event in job or []:
+            if getattr(event, "request", None) is raw:
+                return event
+    return None
 
 
 def _safe_stem(name: str | Path) -> str:
@@ -306,9 +376,13 @@ def _max_side(value: Any) -> int:
     if value is None or value == "":
         return 0
     try:
-        side = round(float(value))
-    except (TypeError, ValueError):
-        raise gr.Error(f"Max side must be a number of pixels (0 for native size), got {value!r}.",
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        side = round(number)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
+        raise gr.Error(f"Max side must be a number of pixels (0 for native size), got {shown}.",
                        title="Bad max side", print_exception=False) from None
     if side < 0:
         raise gr.Error("Max side must be 0 (native size) or a positive number of pixels.", title="Bad max side",
@@ -322,18 +396,13 @@ def _flag(value: Any) -> bool:
     return bool(value)
 
 
-def _tile_progress(progress: gr.Progress, timeout: float | None = None):
-    """Tile progress, and the per-request timeout: checked between tiles, so a stopped run wastes at most one tile.
-
-    (A photo small enough for one whole-image pass always finishes: there is no point between to stop at.)
-    """
-    deadline = time.monotonic() + timeout if timeout else None
-
+def _tile_progress(progress: gr.Progress | None, watch: ClientWatch):
+    """Tile progress for the page, and the client check between tiles (the engine checks the deadline there)."""
     def report(done: int, total: int) -> None:
-        if total > 1:
+        if progress is not None and total > 1:
             progress(0.1 + 0.85 * done / total, desc=f"Stylizing tile {done} of {total}")
-        if deadline is not None and done < total and time.monotonic() > deadline:
-            raise ConversionTimeout(f"stopped after {done} of {total} tiles: the limit is {timeout:g} s per conversion")
+        if done < total:
+            watch.check()
     return report
 
 
@@ -348,6 +417,9 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
     """Every failure becomes a readable message; only unexpected ones are logged with their traceback."""
     if isinstance(exc, InvalidImageError):
         return gr.Error(f"This photo can't be used: {str(exc).rstrip('.')}.", title="Unusable photo", print_exception=False)
+    if isinstance(exc, ClientGone):
+        log.info("conversion stopped (style %s): %s", spec.id, exc)
+        return gr.Error(f"Stopped: {exc}.", title="Client gone", print_exception=False)
     if isinstance(exc, ConversionTimeout):
         log.warning("conversion timed out (style %s, max side %s): %s", spec.id, max_side or "native", exc)
         return gr.Error(f"This conversion took too long and was {exc}. Try a smaller 'Max side' "
@@ -463,15 +535,13 @@ def _style_name(app: StylizeApp, style_id: str) -> str:
         return style_id
 
 
-def comparison(photo: Any, png: str) -> tuple[Image.Image, str]:
-    """Before/after for the slider: the photo as the model saw it (EXIF-rotated, at the result's size)."""
-    source, _ = _photo_source(photo)
-    after = Image.open(png)
-    before = imaging.load_photo(source, max_side=max(after.size))
+def before_image(source: bytes, size: tuple[int, int]) -> Image.Image:
+    """The slider's "before": the photo as the model saw it (EXIF-rotated, at the result's size)."""
+    before = imaging.load_photo(source, max_side=max(size))
     image = imaging.to_image(before.rgb, before.alpha)
-    if image.size != after.size:
-        image = image.resize(after.size, Image.LANCZOS)
-    return image, png
+    if image.size != size:
+        image = image.resize(size, Image.LANCZOS)
+    return image
 
 
 def example_rows(app: StylizeApp) -> tuple[list[list[Any]], list[str]]:
@@ -540,12 +610,16 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
                     "AnimeGANv2 weights by Xin Chen (TachibanaYoshino): non-commercial use only. "
                     "Example photos: public domain / CC0, from scikit-image (assets/LICENSE.md).", elem_id="footer")
 
-        event = convert.click(app.stylize, inputs=[photo, style, max_side, keep], outputs=[result, note],
-                              # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
-                              api_name="stylize", preprocess=False, concurrency_limit=workers,
-                              concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
-        event.success(comparison, inputs=[photo, result], outputs=slider, queue=False, api_visibility="private",
-                      show_progress="hidden")
+        # The page's event returns the slider's pair too, so no photo is decoded outside the queue. The stable
+        # API (/stylize: PNG and notice) is a second event on a hidden trigger, in the same concurrency group.
+        convert.click(app.convert_page, inputs=[photo, style, max_side, keep], outputs=[slider, result, note],
+                      api_visibility="private", preprocess=False, concurrency_limit=workers,
+                      concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
+        api_trigger = gr.Button(visible=False, elem_id="api-stylize")
+        api_trigger.click(app.stylize, inputs=[photo, style, max_side, keep], outputs=[result, note],
+                          # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
+                          api_name="stylize", preprocess=False, concurrency_limit=workers,
+                          concurrency_id=CONVERT_GROUP, show_progress="hidden")
         if examples_rows and getattr(examples, "cache_event", None) is not None:
             # Lazily cached examples run the model too: put them in the same concurrency group.
             fn = demo.fns[examples.cache_event["id"]]
@@ -555,4 +629,32 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
         timer.tick(app.panels, outputs=[panel, styles_box], queue=False, concurrency_limit=None,
                    concurrency_id=PANEL_GROUP, api_visibility="private", show_progress="hidden")
         gr.api(app.stats, api_name="stats", queue=False, api_visibility="undocumented")
+    _name_input_errors(demo, app)
     return demo
+
+
+def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
+    """Requests that Gradio itself cannot parse (a missing argument, a number where a file goes) fail before
+    our handlers run, and Gradio answers them with ``{"error": null}`` (``show_error=False`` hides its text,
+    which may name server paths). They get a message of ours instead, and are counted like every failure."""
+    original = demo.preprocess_data
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        try:
+            return await original(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except InvalidPathError as exc:  # Gradio's own file check: the same answer as the upload gate's
+            log.warning("photo refused by Gradio's file check: %s", exc)
+            error = gr.Error(REFUSED, title="Unusable photo", print_exception=False)
+            app._observe(None, time.perf_counter(), error=error)
+            raise error from None
+        except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
+            log.info("request refused before the handler (%s): %s", block_fn.api_name or block_fn.name, exc)
+            error = gr.Error("This request's inputs do not fit the endpoint: /stylize takes a photo file "
+                             "(uploaded first), a style id, a max side in pixels and true/false for keep "
+                             "brightness; see the API page.", title="Bad request", print_exception=False)
+            app._observe(None, time.perf_counter(), error=error)
+            raise error from None
+
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]

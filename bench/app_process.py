@@ -69,7 +69,7 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeou
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code == 200:
+            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code in (200, 401):  # 401: it asks for --auth
                 return
         except httpx.HTTPError:
             pass

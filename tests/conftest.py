@@ -1,13 +1,28 @@
 """Shared fixtures: the test material in ../shared (never copied into the repo) and a registry over it."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared")).resolve()
+
+
+def load_bench(name: str) -> ModuleType:
+    """A script of bench/ as a module (bench/ is not a package): loaded by path once, and registered, as
+    dataclasses need."""
+    key = f"animegan_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[key]
 
 
 def _need(path: Path) -> Path:

@@ -188,7 +188,7 @@ def test_bad_inputs_give_readable_errors(app_url: str, tmp_path: Path) -> None:
     c = client(app_url, tmp_path)
     junk = tmp_path / "notes.png"
     junk.write_text("this is not a picture")
-    with pytest.raises(AppError, match="can't be used: the file is not an image"):
+    with pytest.raises(AppError, match="can't be used: the file is not a supported image"):
         c.predict(handle_file(str(junk)), "hayao", 0, False, api_name="/stylize")
     with pytest.raises(AppError, match="unknown style 'cubism'; choose one of: hayao, shinkai, paprika"):
         c.predict(handle_file(str(junk)), "cubism", 0, False, api_name="/stylize")

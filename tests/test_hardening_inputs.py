@@ -9,17 +9,14 @@ naming the problem; each process survives, stays within its memory bound and ser
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 import subprocess
 import sys
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
 import pytest
@@ -75,7 +72,7 @@ def build_corpus(folder: Path, photo_path: Path) -> dict[str, Case]:
     (folder / "truncated.png").write_bytes(png.getvalue()[: len(png.getvalue()) * 6 // 10])
     cases["truncated_png"] = Case(folder / "truncated.png", error="truncated or corrupted")
     (folder / "notes.png").write_text("shopping list: eggs, milk\n" * 20)
-    cases["text_as_png"] = Case(folder / "notes.png", error="not an image")
+    cases["text_as_png"] = Case(folder / "notes.png", error="not a supported image")
     # A 50000x50000 header over a few bytes of data: Pillow's guard refuses it before any allocation.
     (folder / "bomb.png").write_bytes(_raw_png(50000, 50000, 8, 0, b"\x00" * 64))
     cases["bomb_header"] = Case(folder / "bomb.png", error="too large to decode safely.*50000|2500000000")
@@ -246,39 +243,3 @@ def test_app_answers_every_input_and_keeps_serving(corpus: dict[str, Case], hard
     # and the next ordinary request is served normally
     png, text = c.predict(handle_file(str(corpus["exif_rotated"].path)), "hayao", 0, False, api_name="/stylize")
     assert Image.open(png).size == (120, 160) and text.startswith("Hayao style")
-
-
-def raw_queue_call(url: str, data: list, api_name: str = "stylize") -> dict:
-    """Join the queue with a hand-written payload (gradio_client would upload a local path itself); the final message."""
-    config = httpx.get(f"{url}config", timeout=10).json()
-    fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == api_name)
-    session = uuid.uuid4().hex
-    joined = httpx.post(f"{url}gradio_api/queue/join", timeout=10, json={
-        "data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
-    joined.raise_for_status()
-    with httpx.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
-        for line in events.iter_lines():
-            if line.startswith("data:"):
-                message = json.loads(line[5:])
-                if message.get("msg") == "process_completed":
-                    return message
-    raise AssertionError("the queue closed without completing the event")
-
-
-def test_app_refuses_paths_that_were_not_uploaded(hardened_app, tmp_path: Path) -> None:
-    """A hand-written payload naming a file on the server is refused by Gradio before our handler runs."""
-    url, _ = hardened_app
-    secret = tmp_path / "server_secret.png"
-    Image.new("RGB", (8, 8)).save(secret)
-    before = stats(url)
-    for path in (str(secret), "/etc/hostname", "../../etc/hostname"):
-        message = raw_queue_call(url, [{"path": path, "meta": {"_type": "gradio.FileData"}}, "hayao", 0, False])
-        assert message["success"] is False, message
-        assert "Traceback" not in json.dumps(message)
-    after = stats(url)
-    assert after["started"] == before["started"]  # the handler never ran
-    # Control: the same hand-written call with a file that was uploaded goes through.
-    with secret.open("rb") as fh:
-        [uploaded] = httpx.post(f"{url}gradio_api/upload", files={"files": fh}, timeout=10).json()
-    message = raw_queue_call(url, [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "hayao", 0, False])
-    assert message["success"] is True and message["output"]["data"][0]["path"].endswith(".png")

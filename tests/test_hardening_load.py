@@ -5,11 +5,10 @@ survives, and its RSS stays within a bound while it serves. The full-size run is
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 pytest.importorskip("gradio_client")
 
@@ -18,13 +17,7 @@ RSS_GROWTH_BOUND = 768 << 20  # peak minus before: 1 conversion of 64 px at a ti
 
 
 def _load_test_module():
-    """bench/ is not a package: load the script by path (registered, as its dataclasses need)."""
-    if "animegan_bench_load_test" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("animegan_bench_load_test", REPO / "bench" / "load_test.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["animegan_bench_load_test"]
+    return load_bench("load_test")
 
 
 def test_eight_users_two_requests_each(hayao_pt: Path, tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_ph
     assert "Shinkai" in str(err.value) and "not available offline" in str(err.value)
     junk = tmp_path / "notes.png"
     junk.write_text("this is not a picture")
-    with pytest.raises(AppError, match="can't be used: the file is not an image"):
+    with pytest.raises(AppError, match="can't be used: the file is not a supported image"):
         c.predict(handle_file(str(junk)), "hayao", 0, False, api_name="/stylize")
 
 
