@@ -24,8 +24,10 @@ temp_files.stop_cleanly_on_sigterm()
 import torch  # noqa: E402
 
 from animegan import Registry  # noqa: E402
+from animegan.engine import LocalConverter  # noqa: E402
 from animegan.memory import parse_bytes  # noqa: E402
 from animegan.request_guard import Limits, RequestGuard  # noqa: E402
+from animegan.result_cache import MemoryCache  # noqa: E402
 from animegan.serving import load_config  # noqa: E402
 from animegan.ui import CSS, EXAMPLES_DIR, build_demo, gradio_upload_folder  # noqa: E402
 
@@ -44,31 +46,39 @@ if threads:  # CPU: workers x threads = cores, so parallel conversions do not fi
 # One registry for every worker and session: each style's model is loaded once and shared.
 registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
 
-demo = build_demo(config, registry)
-# api_open=False: a direct POST to /gradio_api/run/stylize must not skip the queue (Gradio opens it off Spaces).
-demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers(), api_open=False)
-
-if config.cache:  # redis is an extra: imported only when asked for; the replicas open their own connection
+# The backend and the result cache: each optional part is imported only when asked for.
+cache = None
+if config.result_cache:  # a Redis shared by every app process and replica
     from animegan.redis_cache import RedisCache
 
-    demo.animegan.cache = RedisCache(config.cache)
+    cache = RedisCache(config.result_cache)
+elif config.result_cache_size:
+    cache = MemoryCache(config.result_cache_size)
 if config.backend == "ray":  # conversions go to Ray Serve replicas; the UI, queue and messages stay the same
     try:
         from animegan.ray_backend import RayBackend
     except ImportError as exc:
         sys.exit(f"error: {exc}")
-    demo.animegan.convert = RayBackend(config)
-    demo.animegan.cache = None  # each replica holds the cache (Redis is shared by all of them)
+    converter = RayBackend(config)
+    app_cache = None  # each replica holds the cache (Redis is shared by all of them)
+else:
+    converter = LocalConverter(registry, cache)
+    app_cache = cache
 
 metrics = None
 if config.metrics:  # prometheus_client is an extra: imported only when asked for
     from animegan.metrics import Metrics
 
-    metrics = demo.animegan.metrics = Metrics(queue_length=lambda: len(demo._queue),
-                                              styles=[s.id for s in registry.styles()])
-    metrics.cache_backend = "redis" if config.cache else ("memory" if config.cache_size else None)
-    if hasattr(demo.animegan.cache, "error_counts"):  # Redis failures (requests that ran without the cache)
-        metrics.add_cache_errors(demo.animegan.cache.error_counts)
+    # The queue exists once the demo does (registering the metrics already reads every gauge once).
+    metrics = Metrics(queue_length=lambda: len(demo._queue) if "demo" in globals() else None,
+                      styles=[s.id for s in registry.styles()])
+    metrics.cache_backend = "redis" if config.result_cache else ("memory" if config.result_cache_size else None)
+    if config.result_cache:  # Redis failures (requests that ran without the cache)
+        metrics.add_cache_errors(cache.error_counts)
+
+demo = build_demo(config, registry, converter=converter, cache=app_cache, metrics=metrics)
+# api_open=False: a direct POST to /gradio_api/run/stylize must not skip the queue (Gradio opens it off Spaces).
+demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers(), api_open=False)
 
 # The guard in front of Gradio (outermost middleware): body limits, no server-side fetches, login on every
 # API route, and the count of open result streams the UI uses to stop work nobody waits for.

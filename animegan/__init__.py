@@ -9,8 +9,8 @@ import os as _os
 _os.environ.setdefault("LRU_CACHE_CAPACITY", "1")
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 from .engine import RunStats, StylizeResult, stylize
-from .memory import tune_cpu_allocator as _tune_cpu_allocator
 from .imaging import InvalidImageError
+from .memory import tune_cpu_allocator as _tune_cpu_allocator
 from .registry import Registry, default_registry
 from .styles import StyleSpec, UnknownStyleError, get_style, load_styles
 from .weights import WeightsError, WeightsMissingError

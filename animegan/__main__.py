@@ -14,10 +14,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import imaging
-from .engine import OutOfMemory, default_precision, stylize
+from .engine import ConversionTimeout, LocalConverter, OutOfMemory, default_precision
 from .memory import parse_bytes, resolve_device
+from .options import RunOptions
 from .registry import Registry
-from .styles import UnknownStyleError
+from .styles import UnknownStyleError, style_ids
 from .weights import WeightsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -26,7 +27,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m animegan", description="Turn photos into anime art (AnimeGANv2).")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders (folders are walked for images)")
-    p.add_argument("--style", default="hayao", help="style id or name: hayao, shinkai, paprika (default: hayao)")
+    p.add_argument("--style", default="hayao", help=f"style id or name: {style_ids()} (default: hayao)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--weights", type=Path, help="a .pt state dict or a TF1 checkpoint prefix for this style")
     src.add_argument("--weights-dir", type=Path, help="folder holding <style>.pt or the upstream TF checkpoint files")
@@ -83,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no images found in the given inputs", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    options = RunOptions(style=spec.id, device=str(device), max_side=args.max_side, keep_brightness=args.keep_brightness,
+                         max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile)
+    convert = LocalConverter(registry)
     failed = 0
     written: set[Path] = set()
     for path in tqdm(files, unit="photo", disable=None):
         try:
-            result = stylize(path, spec, registry=registry, device=device, max_side=args.max_side,
-                             keep_brightness=args.keep_brightness, max_pixels=args.max_pixels,
-                             memory_budget=args.memory_budget, tile=args.tile)
+            result = convert(path, options)
             target = args.out / f"{path.stem}_{spec.id}.png"
             n = 2
             while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             written.add(target)
             for notice in result.stats.notices:
                 tqdm.write(f"{path}: {notice}")
-        except (imaging.InvalidImageError, OutOfMemory, OSError) as exc:
+        except (imaging.InvalidImageError, OutOfMemory, ConversionTimeout, OSError) as exc:
             failed += 1
             tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
     if failed:

@@ -1,8 +1,12 @@
-"""``stylize()``: the one public entry point. Stateless per call; shared models come from the registry.
+"""``stylize()`` and the :class:`Converter` seam. Stateless per call; shared models come from the registry.
 
 Each call plans its run from the memory budget (whole image, or tiles sharing whole-image statistics),
 and recovers from running out of memory: smaller tiles first, then, on CUDA, the CPU. What happened is
-told in ``RunStats.notices``.
+told in ``RunStats.notices`` (:class:`~animegan.options.Notice`, by kind).
+
+Callers meet the engine in one way: a converter called with the source and a frozen
+:class:`~animegan.options.RunOptions`. :class:`LocalConverter` runs here; ``RayBackend`` runs on Ray Serve
+replicas. ``stylize()`` is the same call with keywords, for library users.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +24,7 @@ from PIL import Image
 
 from . import imaging, inference, memory
 from .memory import PeakRSS, RunPlan, resolve_device
+from .options import Notice, RunOptions
 from .registry import LoadedModel, Precision, Registry, default_registry
 from .result_cache import ResultCache, result_key
 from .styles import StyleSpec
@@ -76,7 +82,7 @@ class RunStats:
     plan: str = ""                # how it ran: whole image, or tiles
     tiles: int = 0                # tiles in the final pass (0: whole image)
     oom_recoveries: int = 0
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     replica: str = ""             # which Ray Serve replica ran it (set by the replica); empty: this process
     cached: bool = False          # True: the result came from the result cache, the model did not run
 
@@ -116,7 +122,7 @@ def _smaller(plan: RunPlan, height: int, width: int) -> RunPlan | None:
 
 
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
-                       device: torch.device, precision: str, notices: list[str],
+                       device: torch.device, precision: str, notices: list[Notice],
                        on_tile: TileProgress | None) -> tuple[np.ndarray, RunPlan, LoadedModel, int]:
     h, w = rgb.shape[:2]
     recoveries = 0
@@ -132,12 +138,14 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
             recoveries += 1
             nxt = _smaller(plan, h, w)
             if nxt is not None:
-                notices.append(f"out of memory with {plan.describe()}; retried with tiles of {nxt.tile} px")
+                notices.append(Notice("out_of_memory",
+                                      f"out of memory with {plan.describe()}; retried with tiles of {nxt.tile} px"))
                 log.warning("out of memory on %s; retrying with %d px tiles", device, nxt.tile)
                 plan = nxt
                 continue
             if device.type == "cuda":
-                notices.append("the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU")
+                notices.append(Notice("cpu_fallback",
+                                      "the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU"))
                 log.warning("out of memory on %s with the smallest tiles; falling back to the CPU", device)
                 device, precision = torch.device("cpu"), "fp32"
                 loaded = registry.get(spec, device, "fp32")
@@ -148,48 +156,88 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
                 "lower the max side, close other programs, or raise the memory budget") from None
 
 
+class Converter(Protocol):
+    """Where conversions run: this process (:class:`LocalConverter`) or model replicas (``RayBackend``).
+
+    A new backend is one class with this call, and one line where the app picks its backend.
+    """
+
+    def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: TileProgress | None = None,
+                 progress: Progress | None = None) -> StylizeResult: ...
+
+    def replicas(self) -> list[dict]:
+        """What each model server last reported (empty when conversions run in this process)."""
+        ...
+
+
+class LocalConverter:
+    """Conversions in this process, with models from ``registry`` and results in ``cache`` (if any)."""
+
+    def __init__(self, registry: Registry | None = None, cache: ResultCache | None = None) -> None:
+        self.registry = registry or default_registry()
+        self.cache = cache
+
+    def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: TileProgress | None = None,
+                 progress: Progress | None = None) -> StylizeResult:
+        return convert(source, options, registry=self.registry, on_tile=on_tile, progress=progress, cache=self.cache)
+
+    def replicas(self) -> list[dict]:
+        return []
+
+
 def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, registry: Registry | None = None,
-            device: str | torch.device = "auto", precision: Precision | None = None,
-            max_side: int | None = None, keep_brightness: bool = False,
-            max_pixels: int = imaging.DEFAULT_MAX_PIXELS, memory_budget: int | str | None = None,
-            tile: int | None = None, progress: Progress | None = None,
-            on_tile: TileProgress | None = None, cache: ResultCache | None = None,
-            deadline: Deadline | float | None = None) -> StylizeResult:
+            options: RunOptions | None = None, progress: Progress | None = None,
+            on_tile: TileProgress | None = None, cache: ResultCache | None = None, **settings: Any) -> StylizeResult:
     """Turn a photo into anime art in one style.
 
+    Settings are :class:`~animegan.options.RunOptions` fields as keywords (``max_side``, ``keep_brightness``,
+    ``device``, ``precision``, ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline``
+    may also be given as seconds from now (or a :class:`Deadline`).
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
-    ``keep_brightness``: upstream's optional post-step (off: output is exactly the model's).
-    ``memory_budget``: bytes (or '2G') one run may use; default: free VRAM minus a margin, or 2 GiB of RAM.
-    ``tile``: None plans from the budget, 0 forces one whole-image pass, N forces N px tiles.
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
-    unavailable and ``OutOfMemory`` when nothing fits.
+    unavailable, ``OutOfMemory`` when nothing fits and ``ConversionTimeout`` past the deadline.
     ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
     running the model (``stats.cached``), a miss stores this run's PNG.
-    ``deadline``: a :class:`Deadline` or seconds from now; past it the run raises ``ConversionTimeout`` at the
-    next stopping point (after decoding, between tiles, before encoding).
     """
-    if not isinstance(deadline, Deadline):
-        deadline = Deadline.after(deadline)
+    if options is None:
+        deadline = settings.pop("deadline", None)
+        options = RunOptions(style=style.id if isinstance(style, StyleSpec) else style, **settings)
+        if isinstance(deadline, Deadline):
+            options = options.replace(deadline=deadline.at, timeout_s=deadline.limit_s)
+        elif deadline is not None:
+            options = options.with_timeout(deadline)
+    elif settings:
+        raise TypeError(f"pass either options or keyword settings, not both ({', '.join(settings)})")
+    return convert(image, options, registry=registry, on_tile=on_tile, progress=progress, cache=cache,
+                   spec=style if isinstance(style, StyleSpec) else None)
+
+
+def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Registry | None = None,
+            on_tile: TileProgress | None = None, progress: Progress | None = None,
+            cache: ResultCache | None = None, spec: StyleSpec | None = None) -> StylizeResult:
+    """The conversion itself (see :func:`stylize`)."""
+    deadline = Deadline(options.deadline, options.timeout_s)
     registry = registry or default_registry()
-    spec = registry.style(style)
-    dev = resolve_device(device)
-    precision = precision or default_precision(dev)
-    limit = spec.max_side if max_side is None else max_side
+    spec = spec or registry.style(options.style)
+    dev = resolve_device(options.device)
+    precision = options.precision or default_precision(dev)
+    limit = spec.max_side if options.max_side is None else options.max_side
     if limit < 0:
         raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
-    photo = imaging.load_photo(image, max_side=limit or None, max_pixels=max_pixels)
+    photo = imaging.load_photo(image, max_side=limit or None, max_pixels=options.max_pixels)
     deadline.check("after decoding the photo")
     loaded = registry.get(spec, dev, precision, progress=progress)
     deadline.check("after loading the style")
 
-    notices = []
+    notices: list[Notice] = []
     if photo.downscaled:
-        notices.append(f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
-                       f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size")
+        notices.append(Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
+                              f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
     h, w = photo.rgb.shape[:2]
-    budget = memory.default_budget(dev, memory.parse_bytes(memory_budget))
-    plan = memory.plan_run(h, w, dev.type, precision, budget, tile=tile)
+    budget = memory.default_budget(dev, memory.parse_bytes(options.memory_budget))
+    plan = memory.plan_run(h, w, dev.type, precision, budget, tile=options.tile)
+    keep_brightness = options.keep_brightness
     key = _cache_key(photo, loaded, plan, dev, keep_brightness) if cache is not None else ""
     if cache is not None and (hit := _from_cache(cache, key, photo, loaded, plan, notices)) is not None:
         return hit
@@ -206,7 +254,7 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     else:
         peak, kind = rss.peak, "process peak RSS"
     if plan.tiled:
-        notices.append(f"ran in {plan.describe()}")
+        notices.append(Notice("tiled", f"ran in {plan.describe()}"))
     if keep_brightness:
         rgb = imaging.keep_brightness(rgb, photo.rgb)
     out = imaging.to_image(rgb, photo.alpha)

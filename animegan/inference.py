@@ -32,14 +32,15 @@ def to_pixels(y: torch.Tensor) -> np.ndarray:
     return y.to(torch.uint8).permute(1, 2, 0).cpu().numpy().copy()
 
 
-def padding_for(h: int, w: int) -> tuple[int, int]:
+def padding_for(h: int, w: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     """Bottom/right padding that makes both sides valid for the network; zero when already valid.
 
-    Sides that are multiples of 4 (and at least 8) run untouched, as upstream does: padding would
-    change the whole-image layer-norm statistics and so every output pixel.
+    Sides that are multiples of ``multiple`` (4 for the tf1 flavour, 1 for the PyTorch port's) and at least 8
+    run untouched, as upstream does: padding would change the whole-image layer-norm statistics and so every
+    output pixel.
     """
     def need(side: int) -> int:
-        target = max(MIN_SIDE, -(-side // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        target = max(MIN_SIDE, -(-side // multiple) * multiple)
         return target - side
     return need(h), need(w)
 
@@ -70,7 +71,7 @@ def run_whole(model: Generator, rgb: np.ndarray, precision: str = "fp32", stats:
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     h, w = rgb.shape[:2]
-    ph, pw = padding_for(h, w)
+    ph, pw = padding_for(h, w, model.spec.size_multiple)
     x = pad(to_tensor(rgb, device, dtype), ph, pw)
     y = forward(model, x, precision, stats)
     del x

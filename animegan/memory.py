@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 import psutil
 import torch
 
+from . import flags
+
+
+class DeviceError(RuntimeError):
+    """The device asked for does not exist here; the message says which to use instead."""
+
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """``auto`` -> CUDA when usable, else CPU; asking for CUDA without one is an error the user can act on."""
@@ -25,11 +31,11 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto")
+            raise DeviceError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda")
 
 
 def process_rss() -> int:
@@ -402,7 +408,7 @@ def run_scope(device: torch.device) -> Iterator[None]:
                 free_device_memory(device)
 
 
-ENV_MALLOC_TUNING = "ANIMEGAN_MALLOC_TUNING"  # 0: leave glibc's malloc settings alone
+ENV_MALLOC_TUNING = flags.FLAGS["malloc_tuning"].env  # 0: leave glibc's malloc settings alone
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 
 
@@ -418,7 +424,7 @@ def tune_cpu_allocator() -> bool:
     ANIMEGAN_MALLOC_TUNING=0 turns it off.
     """
     global _allocator_tuned
-    if _LIBC is None or os.environ.get(ENV_MALLOC_TUNING, "1").strip().lower() in ("0", "false", "no", "off"):
+    if _LIBC is None or os.environ.get(ENV_MALLOC_TUNING, "1").strip().lower() in flags.FALSE:
         return False
     try:
         mallopt = _LIBC.mallopt

@@ -1,14 +1,18 @@
 """The AnimeGANv2 generator, faithful to the upstream TensorFlow 1 graph.
 
 Tensors in, tensors out; no I/O. Parameter names follow the widely used
-PyTorch port (bryandlee/animegan2-pytorch) so its ``.pt`` files load as-is,
-but the computation follows upstream TF exactly:
+PyTorch port (bryandlee/animegan2-pytorch) so its ``.pt`` files load as-is.
+How the weights compute is the style's *flavour* (:data:`FLAVOURS`), given to the constructor. The ``tf1``
+flavour (the upstream checkpoints) follows the upstream TensorFlow graph exactly:
 
 * REFLECT padding where upstream pads (k3 s1: 1 each side, k7: 3,
   stride 2: 0 top/left and 1 bottom/right), VALID convolutions;
 * layer norm over (C, H, W) per sample, per-channel gamma/beta, eps 1e-12;
 * TF1 ``resize_images`` bilinear x2 with the legacy pixel mapping
   (source = destination / 2, clamped at the far edge).
+
+The ``pytorch-port`` flavour (weights trained with that port: the face-portrait ones) computes as the port
+does: GroupNorm eps 1e-5 and ``align_corners=True`` resizes to the recorded feature sizes, any input size.
 
 Layer-norm statistics can be recorded from one run and replayed in another
 (:class:`NormStats`): that is what lets tiles of a large photo share the
@@ -23,10 +27,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LN_EPS = 1e-12
+LN_EPS = 1e-12     # the tf1 flavour's (and the floor of extrapolated variances)
 LRELU_SLOPE = 0.2
-SIZE_MULTIPLE = 4  # two stride-2 convs then two x2 upsamples: multiples of 4 keep their size
+SIZE_MULTIPLE = 4  # two stride-2 convs then two x2 upsamples: multiples of 4 keep their size (tf1)
 ResizeMode = Literal["tf1", "align_corners"]
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """How a style's weights compute: what its model's constructor is given, and its sizing rule."""
+
+    eps: float
+    resize: ResizeMode
+    size_multiple: int   # input sides are padded to a multiple of this (1: any size runs as it is)
+
+
+FLAVOURS = {
+    "tf1": Flavour(eps=LN_EPS, resize="tf1", size_multiple=SIZE_MULTIPLE),
+    "pytorch-port": Flavour(eps=1e-5, resize="align_corners", size_multiple=1),
+}
 
 
 @dataclass
@@ -51,7 +70,7 @@ class NormStats:
         """Statistics at ``side`` from two recordings at smaller sides, linear in 1/side per layer.
 
         Layer statistics drift smoothly with the scale the photo is seen at; two downscaled runs
-        predict the full-size statistics far better than either alone (see bench/tile_quality.py).
+        predict the full-size statistics far better than either alone (``bench/memory_bench.py tiles``).
         """
         f = (1 / side - 1 / near_side) / (1 / far_side - 1 / near_side)
         values = [(mn + (mf - mn) * f, (vn + (vf - vn) * f).clamp_min(LN_EPS))
@@ -60,23 +79,24 @@ class NormStats:
 
 
 class LayerNorm(nn.Module):
-    """TF contrib layer_norm: moments over (C, H, W), per-channel affine, eps 1e-12."""
+    """TF contrib layer_norm (= GroupNorm with one group): moments over (C, H, W), per-channel affine."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, eps: float = LN_EPS) -> None:
         super().__init__()
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor, stats: NormStats | None = None) -> Tensor:
         if stats is None or stats.mode == "off":
-            return F.group_norm(x, 1, self.weight, self.bias, LN_EPS)
+            return F.group_norm(x, 1, self.weight, self.bias, self.eps)
         if stats.mode == "record":
             var, mean = torch.var_mean(x.float(), dim=(1, 2, 3), unbiased=False)
             stats.values.append((mean, var))
         else:
             mean, var = stats.values[stats.cursor]
             stats.cursor += 1
-        inv = torch.rsqrt(var + LN_EPS).to(x.dtype)[:, None, None, None] * self.weight.view(1, -1, 1, 1)
+        inv = torch.rsqrt(var + self.eps).to(x.dtype)[:, None, None, None] * self.weight.view(1, -1, 1, 1)
         shift = self.bias.view(1, -1, 1, 1) - mean.to(x.dtype)[:, None, None, None] * inv
         # One fused multiply-add: ``x * inv + shift`` would hold a third full-size buffer at the peak, which
         # made the statistics run of a tiled 4K photo overshoot its memory budget by a third.
@@ -163,10 +183,14 @@ def _upsample2x_tf1_extended(x: Tensor) -> Tensor:
 
 
 class Generator(nn.Module):
-    """AnimeGANv2 G_net: NCHW in [-1, 1] -> NCHW in [-1, 1], same size when sides are multiples of 4."""
+    """AnimeGANv2 G_net: NCHW in [-1, 1] -> NCHW in [-1, 1] (tf1: same size when sides are multiples of 4)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flavour: str = "tf1") -> None:
         super().__init__()
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown flavour {flavour!r}; one of: {', '.join(FLAVOURS)}")
+        self.flavour = flavour
+        self.spec = FLAVOURS[flavour]
         self.block_a = Stage(ConvNormLReLU(3, 32, kernel=7), ConvNormLReLU(32, 64, stride=2), ConvNormLReLU(64, 64))
         self.block_b = Stage(ConvNormLReLU(64, 128, stride=2), ConvNormLReLU(128, 128))
         self.block_c = Stage(
@@ -180,8 +204,13 @@ class Generator(nn.Module):
         self.block_d = Stage(ConvNormLReLU(128, 128), ConvNormLReLU(128, 128))
         self.block_e = Stage(ConvNormLReLU(128, 64), ConvNormLReLU(64, 64), ConvNormLReLU(64, 32, kernel=7))
         self.out_layer = nn.Sequential(nn.Conv2d(32, 3, 1, bias=False), nn.Tanh())
+        for m in self.modules():
+            if isinstance(m, LayerNorm):
+                m.eps = self.spec.eps
 
-    def forward(self, x: Tensor, stats: NormStats | None = None, resize: ResizeMode = "tf1") -> Tensor:
+    def forward(self, x: Tensor, stats: NormStats | None = None, resize: ResizeMode | None = None) -> Tensor:
+        """``resize`` overrides the flavour's upsampling (benchmarks compare the two)."""
+        resize = resize or self.spec.resize
         size_in = x.shape[-2:]
         x = self.block_a(x, stats)
         size_half = x.shape[-2:]
@@ -201,7 +230,3 @@ class Generator(nn.Module):
             return upsample2x_tf1(x)
         # The popular PyTorch port's default: resize to the recorded size with align_corners=True.
         return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-
-
-def num_norm_layers(model: Generator) -> int:
-    return sum(isinstance(m, LayerNorm) for m in model.modules())

@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from . import imaging, memory
-from .engine import ConversionTimeout, Deadline, StylizeResult, stylize
+from .engine import ConversionTimeout, Deadline, LocalConverter, StylizeResult
+from .options import RunOptions
 from .registry import Registry
 from .serving import ServeConfig, cpu_cores
 
@@ -63,18 +64,16 @@ class Stylizer:
         self.registry = Registry(weights_dir=settings["weights_dir"], weights=settings["weights"],
                                  offline=settings["offline"])
         self.cache = open_result_cache(settings.get("cache"), settings.get("cache_size", 0))
+        self.converter = LocalConverter(self.registry, self.cache)
         self.conversions = 0
         self.replica_id = serve.get_replica_context().replica_id.unique_id
         self._lock = threading.Lock()
 
-    def stylize(self, photo: bytes, style: str, max_side: int, keep_brightness: bool,
-                time_left: float | None = None, limit_s: float | None = None) -> tuple[StylizeResult, dict]:
-        s = self.settings
-        # The deadline travels as seconds left: monotonic clocks of two machines are not comparable.
-        result = stylize(photo, style, registry=self.registry, device=s["device"], max_side=max_side,
-                         keep_brightness=keep_brightness, max_pixels=s["max_pixels"], memory_budget=s["memory_budget"],
-                         tile=s["tile"], cache=self.cache,
-                         deadline=None if time_left is None else Deadline.after(max(time_left, 0.001), limit_s))
+    def stylize(self, photo: bytes, options: RunOptions, time_left: float | None = None) -> tuple[StylizeResult, dict]:
+        # The deadline travels as seconds left: monotonic clocks of two machines are not comparable. The device
+        # is the replica's own (the app may have none).
+        options = options.rebased(time_left).replace(device=self.settings["device"])
+        result = self.converter(photo, options)
         if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
             result.png = imaging.encode_png(result.image)
         result.image = None  # type: ignore[assignment]  # the app decodes the PNG when it needs pixels
@@ -108,10 +107,10 @@ def open_result_cache(url: str | None, size: int) -> Any:
 
 
 def replica_settings(config: ServeConfig, threads: int | None) -> dict[str, Any]:
+    """What a replica needs to build its engine; each request's own settings travel as RunOptions."""
     return {"device": config.device, "weights_dir": config.weights_dir, "weights": dict(config.weights),
-            "offline": config.offline, "memory_budget": config.memory_budget, "tile": config.tile,
-            "max_pixels": getattr(config, "max_pixels", imaging.DEFAULT_MAX_PIXELS), "threads": threads,
-            "cache": config.cache, "cache_size": getattr(config, "cache_size", 0)}
+            "offline": config.offline, "threads": threads, "cache": config.result_cache,
+            "cache_size": config.result_cache_size}
 
 
 class RayBackend:
@@ -147,26 +146,23 @@ class RayBackend:
         self.handle = serve.run(app, name=APP_NAME, route_prefix=None)
         log.info("Ray Serve: %d replica(s) of %s, %s each", config.replicas, DEPLOYMENT_NAME, options)
 
-    def __call__(self, image: imaging.ImageSource, style: str = "hayao", *, max_side: int | None = None,
-                 keep_brightness: bool = False, deadline: Deadline | float | None = None,
-                 **ignored: Any) -> StylizeResult:
-        """Same signature as :func:`stylize`. Progress callbacks, registry and cache belong to the replica;
-        the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
-        photo = image if isinstance(image, bytes) else Path(str(image)).read_bytes()
-        if not isinstance(deadline, Deadline):
-            deadline = Deadline.after(deadline)
+    def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: Any = None,
+                 progress: Any = None) -> StylizeResult:
+        """The :class:`~animegan.engine.Converter` call. Progress callbacks, registry and cache belong to the
+        replica; the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
+        photo = source if isinstance(source, bytes) else Path(str(source)).read_bytes()
+        deadline = Deadline(options.deadline, options.timeout_s)
         for attempt in (1, 2):
-            left = deadline.remaining()
+            portable, left = options.portable()
             if left is not None and left <= 0:
-                deadline.check("before a replica took the photo")
+                deadline.check("before a model server took the photo")
             try:
-                result, info = self.handle.stylize.remote(photo, style, max_side, keep_brightness, left,
-                                                          deadline.limit_s).result(
+                result, info = self.handle.stylize.remote(photo, portable, left).result(
                     timeout_s=REQUEST_TIMEOUT_S if left is None else left + REPLY_GRACE_S)
                 break
             except (GetTimeoutError, TimeoutError):
                 raise ConversionTimeout(f"stopped waiting for the model server: the limit is "
-                                        f"{deadline.limit_s or REQUEST_TIMEOUT_S:g} s per conversion") from None
+                                        f"{options.timeout_s or REQUEST_TIMEOUT_S:g} s per conversion") from None
             except RayTaskError as exc:  # the engine's own error (bad photo, missing weights): re-raise it as is
                 raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
             except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:

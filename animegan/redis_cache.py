@@ -14,7 +14,6 @@ Optional: needs ``redis`` (``pip install -r requirements-extras.txt``); the defa
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -24,12 +23,12 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("--cache redis://... needs the Redis client: pip install redis "
                       "(or pip install -r requirements-extras.txt)") from exc
 
-from . import imaging
+from . import flags, imaging
 from .result_cache import CacheStats
 
 log = logging.getLogger(__name__)
 
-ENV_TTL = "ANIMEGAN_CACHE_TTL"     # seconds an entry lives (default: a week)
+ENV_TTL = flags.FLAGS["result_cache_ttl"].env  # seconds an entry lives (default: a week)
 DEFAULT_TTL_S = 7 * 24 * 3600
 TIMEOUT_S = 0.25                   # connect and read: a slow Redis costs a request at most this, twice
 BACKOFF_S = 5.0                    # after a failure, skip Redis this long instead of waiting on it every request
@@ -43,7 +42,7 @@ class RedisCache:
     def __init__(self, url: str, ttl: int | None = None, timeout: float = TIMEOUT_S,
                  max_pixels: int = imaging.DEFAULT_MAX_PIXELS) -> None:
         self.url = url
-        self.ttl = ttl or int(os.environ.get(ENV_TTL) or DEFAULT_TTL_S)
+        self.ttl = ttl or flags.env_value("result_cache_ttl") or DEFAULT_TTL_S
         self.max_pixels = max_pixels
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                            retry_on_timeout=False, health_check_interval=0)

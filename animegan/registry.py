@@ -98,7 +98,7 @@ class Registry:
             if key not in self._models:
                 start = time.perf_counter()
                 weights = self._state(spec, progress)
-                model = Generator()
+                model = Generator(spec.flavour)  # how these weights compute: the style file says
                 model.load_state_dict(weights.state_dict, strict=True)
                 model.requires_grad_(False).eval()
                 dtype = torch.float16 if precision == "fp16" else torch.float32

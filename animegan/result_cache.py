@@ -22,7 +22,6 @@ import numpy as np
 
 from .memory import parse_bytes
 
-ENV_CACHE_SIZE = "ANIMEGAN_CACHE_SIZE"   # bytes of PNGs kept, e.g. 256M; 0 disables the cache
 DEFAULT_CACHE_SIZE = 256 << 20           # ~170 results at 1024 px, ~700 at 512 px
 KEY_VERSION = "1"                        # bump when the meaning of a key's parts changes
 

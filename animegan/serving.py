@@ -6,15 +6,18 @@ arguments) is configured through its settings page. Flags win over the environme
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import imaging, settings
+from . import flags, imaging
 from .memory import parse_bytes
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
+
+log = logging.getLogger(__name__)
 
 # CPU: one conversion at a time, with a torch thread per core. On this project's quiet 2-core machine, 4 concurrent
 # users sending 512x512 photos through the app got 1.52 images/s that way and 1.50 with 2 conversions x 1 thread
@@ -30,33 +33,6 @@ DEFAULT_TIMEOUT_S = 300.0         # one conversion; a native-size 50 MP photo ta
 DEFAULT_TEMP_MAX_AGE_S = 3 * 3600  # uploads and results older than this are deleted from the server's disk
 DEFAULT_PORT = 7860
 
-ENV = {
-    "host": "ANIMEGAN_HOST",
-    "port": "ANIMEGAN_PORT",
-    "share": "ANIMEGAN_SHARE",
-    "device": "ANIMEGAN_DEVICE",
-    "concurrency": "ANIMEGAN_CONCURRENCY",
-    "max_queue": "ANIMEGAN_MAX_QUEUE",
-    "max_side": "ANIMEGAN_MAX_SIDE",
-    "weights_dir": settings.ENV_WEIGHTS_DIR,
-    "weights": "ANIMEGAN_WEIGHTS",          # comma-separated STYLE=PATH pairs
-    "offline": settings.ENV_OFFLINE,
-    "auth": "ANIMEGAN_AUTH",                # user:pass
-    "max_file_size": "ANIMEGAN_MAX_FILE_SIZE",
-    "torch_threads": "ANIMEGAN_TORCH_THREADS",
-    "memory_budget": "ANIMEGAN_MEMORY_BUDGET",  # e.g. 2G; default: free VRAM minus a margin, or 2 GiB of RAM
-    "tile": "ANIMEGAN_TILE",                    # 0: never tile; N: force N px tiles; unset: from the budget
-    "max_pixels": "ANIMEGAN_MAX_PIXELS",        # largest image (width x height) accepted, read from its header
-    "timeout": "ANIMEGAN_TIMEOUT",              # seconds one conversion may run; 0: no limit
-    "temp_max_age": "ANIMEGAN_TEMP_MAX_AGE",    # seconds uploads and results are kept on disk
-    "backend": "ANIMEGAN_BACKEND",              # local (default) or ray
-    "ray_address": "ANIMEGAN_RAY_ADDRESS",      # auto or ray://HOST:PORT; unset: start a local Ray
-    "replicas": "ANIMEGAN_REPLICAS",
-    "cache_size": "ANIMEGAN_CACHE_SIZE",        # bytes of results kept in this process, e.g. 256M; 0: no cache
-    "cache": "ANIMEGAN_CACHE",                  # redis://HOST:PORT/DB: share results through Redis
-    "metrics": "ANIMEGAN_METRICS",
-    "mcp": "ANIMEGAN_MCP",
-}
 BACKENDS = ("local", "ray")
 DEFAULT_REPLICAS = 2
 
@@ -86,8 +62,8 @@ class ServeConfig:
     backend: str = "local"                # where conversions run: this process, or Ray Serve replicas
     ray_address: str | None = None        # None: start a local Ray instance and deploy the replicas there
     replicas: int = DEFAULT_REPLICAS      # Ray Serve replicas (backend ray)
-    cache_size: int = DEFAULT_CACHE_SIZE  # bytes of result PNGs kept in this process; 0: no result cache
-    cache: str | None = None              # redis://HOST:PORT/DB: a result cache shared by every app process
+    result_cache_size: int = DEFAULT_CACHE_SIZE  # bytes of result PNGs kept in this process; 0: no result cache
+    result_cache: str | None = None       # redis://HOST:PORT/DB: a result cache shared by every app process
     metrics: bool = False                 # serve /metrics (Prometheus) on the app's port
     mcp: bool = False                     # serve Gradio's MCP server (the stylize tool) on the app's port
 
@@ -163,52 +139,21 @@ def _timeout(value: float | None) -> float | None:
     return value or None
 
 
-def _flag(value: str | None) -> bool | None:
-    if value is None or value.strip() == "":
-        return None
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
 def parser() -> argparse.ArgumentParser:
+    """The app's flags, from the one table (``flags.FLAGS``)."""
     p = argparse.ArgumentParser(prog="python app.py", description="AnimeGANv2 web app (Gradio).",
-                                epilog="Every flag has an environment variable: " +
-                                ", ".join(f"--{k.replace('_', '-')}={v}" for k, v in ENV.items()))
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
-    p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present, else CPU")
-    p.add_argument("--concurrency", type=int,
-                   help="conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)")
-    p.add_argument("--max-queue", type=int, help=f"requests allowed to wait; more get 'queue full' (default {DEFAULT_MAX_QUEUE})")
-    p.add_argument("--max-side", type=int, help="initial 'max side' in the UI (0: native size; default: the style's)")
-    p.add_argument("--weights-dir", type=Path, help="folder with <style>.pt or the upstream TF checkpoint files")
-    p.add_argument("--weights", action="append", default=[], metavar="STYLE=PATH",
-                   help="weights file (.pt or TF checkpoint prefix) for one style; repeatable")
-    p.add_argument("--offline", action="store_true", default=None, help="never download weights")
-    p.add_argument("--auth", metavar="USER:PASS", help="require this login")
-    p.add_argument("--max-file-size", help=f"largest upload accepted (default {DEFAULT_MAX_FILE_SIZE})")
-    p.add_argument("--torch-threads", type=int, help="torch threads per conversion on CPU (default: cores / concurrency)")
-    p.add_argument("--memory-budget", help="memory one conversion may use, e.g. 2G (default: free VRAM minus a "
-                   "margin on a GPU, 2 GiB of RAM on CPU); larger photos run in tiles")
-    p.add_argument("--tile", type=int, help="0: never tile; N: always use N px tiles (default: decided by the budget)")
-    p.add_argument("--max-pixels", type=int, help="refuse images above this many pixels, read from the file header "
-                   f"before decoding (default {imaging.DEFAULT_MAX_PIXELS})")
-    p.add_argument("--timeout", type=float, help="seconds one conversion may run before it is stopped at the next "
-                   f"tile (0: no limit; default {DEFAULT_TIMEOUT_S:.0f})")
-    p.add_argument("--temp-max-age", type=int, help="seconds uploads and results stay on the server's disk "
-                   f"(default {DEFAULT_TEMP_MAX_AGE_S})")
-    p.add_argument("--backend", choices=BACKENDS, help="where conversions run: local (this process, default) or ray "
-                   "(Ray Serve replicas; pip install -r requirements-extras.txt)")
-    p.add_argument("--ray-address", help="join this Ray cluster (auto, or ray://HOST:10001); default: start a local Ray")
-    p.add_argument("--replicas", type=int, help=f"Ray Serve replicas to deploy (default {DEFAULT_REPLICAS})")
-    p.add_argument("--cache-size", help="bytes of results kept in memory, e.g. 256M: the same photo, style and "
-                   f"settings again is answered without running the model (0: off; default {DEFAULT_CACHE_SIZE >> 20}M)")
-    p.add_argument("--cache", metavar="redis://HOST:PORT/DB", help="keep results in Redis, shared by every app "
-                   "process and replica (default: in this process only)")
-    p.add_argument("--metrics", action="store_true", default=None, help="serve Prometheus metrics at /metrics "
-                   "(off by default: see SECURITY.md)")
-    p.add_argument("--mcp", action="store_true", default=None, help="serve Gradio's MCP server, so AI assistants can "
-                   "call the stylize tool")
+                                epilog=flags.epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in flags.FLAGS.values():
+        if f.kind == "env":
+            continue
+        names = [f.option] + ([f.old_flag] if f.old_flag else [])
+        help_text = f.help + (f" ({f.old_flag} is the deprecated name)" if f.old_flag else "")
+        if f.kind == "switch":
+            p.add_argument(*names, dest=f.name, action="store_true", default=None, help=help_text)
+        elif f.kind == "append":
+            p.add_argument(*names, dest=f.name, action="append", default=[], metavar=f.metavar, help=help_text)
+        else:
+            p.add_argument(*names, dest=f.name, type=f.parse, choices=f.choices, metavar=f.metavar, help=help_text)
     return p
 
 
@@ -218,59 +163,64 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     p = parser()
     a = p.parse_args(list(argv or []))
     try:
-        return _config(a, env)
+        return _config(a, env, list(argv or []))
     except ValueError as exc:  # a bad STYLE=PATH, USER:PASS or number: argparse's usage error, exit status 2
         p.error(str(exc))
 
 
-def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
+def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> ServeConfig:
 
-    def pick(name: str, flag_value, convert=str):
-        if flag_value is not None:
-            return flag_value
-        raw = env.get(ENV[name])
-        return convert(raw) if raw not in (None, "") else None
+    def pick(name: str):
+        """The flag's value, else the variable's (parsed by the table), else None."""
+        value = getattr(a, name)
+        if value is not None and value != []:
+            return value
+        return flags.env_value(name, env)
 
-    weights = parse_weights([env[ENV["weights"]]] if env.get(ENV["weights"]) else [])
+    for old in (f.old_flag for f in flags.FLAGS.values() if f.old_flag):
+        if any(arg == old or arg.startswith(old + "=") for arg in argv):
+            log.warning("%s is deprecated; use %s", old, next(f.option for f in flags.FLAGS.values() if f.old_flag == old))
+    weights = parse_weights([flags.FLAGS["weights"].from_env(env)] if flags.FLAGS["weights"].from_env(env) else [])
     weights.update(parse_weights(a.weights))
     try:  # the registry keys explicit files by style id: accept names ("Hayao") and refuse unknown styles
         weights = {get_style(k).id: v for k, v in weights.items()}
     except UnknownStyleError as exc:
         raise ValueError(f"--weights: {exc}") from None
-    offline = a.offline if a.offline is not None else _flag(env.get(ENV["offline"]))
+    # Offline exactly as the engine and the CLI read it: the flag, ANIMEGAN_OFFLINE or HF_HUB_OFFLINE.
+    offline = True if a.offline or flags.offline(env) else None
     config = ServeConfig(
-        host=pick("host", a.host) or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
-        port=pick("port", a.port, int) or int(env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
-        share=bool(a.share if a.share is not None else _flag(env.get(ENV["share"]))),
-        device=pick("device", a.device) or "auto",
-        concurrency=pick("concurrency", a.concurrency, int),
-        max_queue=pick("max_queue", a.max_queue, int) or DEFAULT_MAX_QUEUE,
-        max_side=pick("max_side", a.max_side, int),
-        weights_dir=pick("weights_dir", a.weights_dir, Path),
+        host=pick("host") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        port=pick("port") or int(env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
+        share=bool(pick("share")),
+        device=pick("device") or "auto",
+        concurrency=pick("concurrency"),
+        max_queue=pick("max_queue") or DEFAULT_MAX_QUEUE,
+        max_side=pick("max_side"),
+        weights_dir=pick("weights_dir"),
         weights=weights,
         offline=offline,
-        auth=parse_auth(pick("auth", a.auth)),
-        max_file_size=pick("max_file_size", a.max_file_size) or DEFAULT_MAX_FILE_SIZE,
-        torch_threads=pick("torch_threads", a.torch_threads, int),
-        memory_budget=parse_bytes(pick("memory_budget", a.memory_budget)),
-        tile=pick("tile", a.tile, int),
-        max_pixels=_or(pick("max_pixels", a.max_pixels, int), imaging.DEFAULT_MAX_PIXELS),
-        timeout=_timeout(pick("timeout", a.timeout, float)),
-        temp_max_age=_or(pick("temp_max_age", a.temp_max_age, int), DEFAULT_TEMP_MAX_AGE_S),
-        backend=(pick("backend", a.backend) or "local").strip().lower(),
-        ray_address=pick("ray_address", a.ray_address),
-        replicas=pick("replicas", a.replicas, int) or DEFAULT_REPLICAS,
-        cache_size=cache_capacity(pick("cache_size", a.cache_size)),
-        cache=pick("cache", a.cache),
-        metrics=bool(a.metrics if a.metrics is not None else _flag(env.get(ENV["metrics"]))),
-        mcp=bool(a.mcp if a.mcp is not None else _flag(env.get(ENV["mcp"]))),
+        auth=parse_auth(pick("auth")),
+        max_file_size=pick("max_file_size") or DEFAULT_MAX_FILE_SIZE,
+        torch_threads=pick("torch_threads"),
+        memory_budget=parse_bytes(pick("memory_budget")),
+        tile=pick("tile"),
+        max_pixels=_or(pick("max_pixels"), imaging.DEFAULT_MAX_PIXELS),
+        timeout=_timeout(pick("timeout")),
+        temp_max_age=_or(pick("temp_max_age"), DEFAULT_TEMP_MAX_AGE_S),
+        backend=(pick("backend") or "local").strip().lower(),
+        ray_address=pick("ray_address"),
+        replicas=pick("replicas") or DEFAULT_REPLICAS,
+        result_cache_size=cache_capacity(pick("result_cache_size")),
+        result_cache=pick("result_cache"),
+        metrics=bool(pick("metrics")),
+        mcp=bool(pick("mcp")),
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if config.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {config.replicas}")
-    if config.cache and not config.cache.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"--cache expects redis://HOST:PORT/DB, got {config.cache!r}")
+    if config.result_cache and not config.result_cache.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"--result-cache expects redis://HOST:PORT/DB, got {config.result_cache!r}")
     try:
         config.device_type  # noqa: B018 (resolving the device is the check: 'cuda' without one is a usage error)
     except RuntimeError as exc:

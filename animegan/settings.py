@@ -1,30 +1,32 @@
-"""Every environment variable and default of the engine, in one place."""
+"""The engine's settings, read from the environment through the one table (``flags.FLAGS``)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-ENV_WEIGHTS_DIR = "ANIMEGAN_WEIGHTS_DIR"   # folder with <style>.pt or upstream TF checkpoint files
-ENV_CACHE_DIR = "ANIMEGAN_CACHE_DIR"       # where converted weights are cached
-ENV_OFFLINE = "ANIMEGAN_OFFLINE"           # 1: never download
-ENV_HF_OFFLINE = "HF_HUB_OFFLINE"          # honoured too, as Hugging Face tools do
-ENV_MIRROR = "ANIMEGAN_WEIGHTS_MIRROR"     # base URL serving the upstream files by name, instead of GitHub
-ENV_STYLES_DIR = "ANIMEGAN_STYLES_DIR"     # folder of style TOML files
+from . import flags
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-DEFAULT_STYLES_DIR = PACKAGE_ROOT.parent / "styles"
+ENV_WEIGHTS_DIR = flags.FLAGS["weights_dir"].env    # folder with <style>.pt or upstream TF checkpoint files
+ENV_CACHE_DIR = flags.FLAGS["cache_dir"].env        # where converted weights are cached
+ENV_OFFLINE = flags.FLAGS["offline"].env            # 1: never download
+ENV_HF_OFFLINE = flags.FLAGS["hf_offline"].env      # honoured too, as Hugging Face tools do
+ENV_MIRROR = flags.FLAGS["weights_mirror"].env      # base URL serving the upstream files by name, instead of GitHub
+ENV_STYLES_DIR = flags.FLAGS["styles_dir"].env      # folder of extra style TOML files (adds or overrides by id)
+
 DOWNLOAD_TIMEOUT_S = 30.0
 DOWNLOAD_CHUNK = 1 << 16
 
-_TRUE = {"1", "true", "yes", "on"}
-
 
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    """An on/off variable by its name, read with the one truthy parser (unset, empty or unknown: off)."""
+    try:
+        return bool(flags.truthy(os.environ.get(name)))
+    except ValueError:
+        return False
 
 
 def offline() -> bool:
-    return env_flag(ENV_OFFLINE) or env_flag(ENV_HF_OFFLINE)
+    return flags.offline()
 
 
 def cache_dir() -> Path:
@@ -39,9 +41,10 @@ def weights_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def styles_dir() -> Path:
+def styles_dir() -> Path | None:
+    """A folder of extra (or overriding) style files; the packaged styles are always there."""
     value = os.environ.get(ENV_STYLES_DIR)
-    return Path(value).expanduser() if value else DEFAULT_STYLES_DIR
+    return Path(value).expanduser() if value else None
 
 
 def mirror() -> str | None:

@@ -35,15 +35,17 @@ import torch
 from gradio.exceptions import InvalidPathError
 from PIL import Image
 
-from . import imaging, memory, temp_files
-from .engine import ConversionTimeout, Deadline, OutOfMemory, RunStats, StylizeResult, stylize
+from . import flags, imaging, memory, temp_files
+from .engine import ConversionTimeout, Converter, Deadline, LocalConverter, OutOfMemory, RunStats, StylizeResult
 from .imaging import InvalidImageError
+from .memory import DeviceError
+from .options import RunOptions
 from .registry import Registry
 from .request_guard import Listeners
-from .upload_gate import REFUSED, PhotoRefused, UploadGate
-from .result_cache import MemoryCache, ResultCache
+from .result_cache import ResultCache
 from .serving import ServeConfig
 from .styles import StyleSpec, UnknownStyleError
+from .upload_gate import REFUSED, PhotoRefused, UploadGate
 from .weights import WeightsError, WeightsMissingError
 
 try:  # Hugging Face ZeroGPU: the GPU exists only inside functions decorated with spaces.GPU
@@ -57,7 +59,7 @@ CONVERT_GROUP = "convert"       # concurrency id of every event that runs the mo
 PANEL_GROUP = "memory-panel"    # the panel's own id (it is not queued at all, see above)
 PANEL_EVERY_S = 1.0
 AVAILABILITY_TTL_S = 10.0
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # package data (animegan/examples/LICENSE.md)
 EXAMPLE_MAX_SIDE = 512
 KEEP_RESULTS = 64               # result PNGs kept on disk (Gradio copies each into its own cache first)
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "true"}
@@ -71,7 +73,7 @@ CSS = """
 
 
 # A queued job whose client has not listened for its result for this long was abandoned (env: tests use 1 s).
-CLIENT_GRACE_S = float(os.environ.get("ANIMEGAN_CLIENT_GRACE", "5"))
+CLIENT_GRACE_S = flags.env_value("client_grace") or 5.0
 
 
 class ClientGone(RuntimeError):
@@ -116,7 +118,8 @@ class LastRun:
 class StylizeApp:
     """State shared by every session of one demo: the registry, the gauge, the last run, result files."""
 
-    def __init__(self, config: ServeConfig, registry: Registry) -> None:
+    def __init__(self, config: ServeConfig, registry: Registry, converter: Converter | None = None,
+                 cache: ResultCache | None = None, metrics: Any = None) -> None:
         self.config = config
         self.registry = registry
         self.gauge = ConversionGauge()
@@ -130,11 +133,14 @@ class StylizeApp:
         self._results_lock = threading.Lock()
         self._availability: tuple[float, dict[str, tuple[bool, str]]] = (0.0, {})
         _APPS[id(self)] = self
-        # The backend seam: a callable with stylize()'s signature. Ray Serve's backend replaces it (app.py).
-        self.convert: Callable[..., StylizeResult] = stylize
-        self.metrics: Any = None  # animegan.metrics.Metrics with --metrics (imported only then)
-        # Results by photo content + style + settings: a repeat (or an example) skips the model entirely.
-        self.cache: ResultCache | None = MemoryCache(config.cache_size) if config.cache_size else None
+        # Results by photo content + style + settings (a repeat or an example skips the model), and where
+        # conversions run: both chosen by app.py (a Ray backend holds its cache in its replicas).
+        self.cache = cache
+        self.converter: Converter = converter or LocalConverter(registry, cache)
+        self.metrics: Any = metrics  # animegan.metrics.Metrics with --metrics (imported only then)
+        # Settings that are the same for every request, built once; each request adds its own.
+        self.options = RunOptions(device=config.device, max_pixels=config.max_pixels,
+                                  memory_budget=config.memory_budget, tile=config.tile)
         self._run = spaces.GPU(duration=120)(_run_engine) if spaces is not None else _run_engine
 
     # -- styles ---------------------------------------------------------------------------------
@@ -157,17 +163,7 @@ class StylizeApp:
     def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
                 request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        """Turn a photo into anime art in one AnimeGANv2 style; the result has the photo's size (up to max_side).
-
-        Args:
-            image: the photo to convert (JPEG, PNG, WebP, ...): a file or URL; transparency and EXIF orientation are kept.
-            style: style id: "hayao" (Miyazaki), "shinkai" (Makoto Shinkai) or "paprika" (Satoshi Kon).
-            max_side: longest side of the result in pixels; larger photos are downscaled first. 0 keeps the native size.
-            keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
-
-        Returns:
-            the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
-        """
+        """The /stylize API (its description, from the styles, is :func:`stylize_doc`)."""
         path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False)
         return path, text
 
@@ -202,11 +198,12 @@ class StylizeApp:
         every message the user sees, is ours: the photo may be a path or Gradio's file payload, and it passes
         the upload gate whatever the payload claims to be.
         """
-        deadline = Deadline.after(self.config.timeout)  # the whole request: read, decode, model, encode
         with self.gauge:
             spec = self._style(style)
             side = _max_side(max_side)
-            keep = _flag(keep_brightness)
+            # One deadline for the whole request: read, decode, model, encode.
+            options = self.options.replace(style=spec.id, max_side=side,
+                                           keep_brightness=_flag(keep_brightness)).with_timeout(self.config.timeout)
             source, name = self._photo(image)
             watch = ClientWatch(self, request)
             try:
@@ -215,13 +212,13 @@ class StylizeApp:
                 on_bytes = None if ZERO_GPU else _download_progress(progress)
                 progress(0.1, desc=f"Stylizing ({spec.name})")
                 on_tile = _tile_progress(None if ZERO_GPU else progress, watch)
-                result, gpus = self._run(id(self), source, spec.id, side, keep, self.config.device, on_bytes, on_tile,
-                                         deadline.remaining())
+                portable, time_left = options.portable()
+                result, gpus = self._run(id(self), source, portable, time_left, on_bytes, on_tile)
                 watch.check()
                 progress(0.95, desc="Encoding PNG")
                 path = self._save(result.image, f"{name}-{spec.id}.png", result.png)
                 before = before_image(source, result.image.size) if want_before else None
-                deadline.check("while encoding the result")
+                Deadline(options.deadline, options.timeout_s).check("while encoding the result")
             except gr.Error:
                 raise
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
@@ -284,8 +281,7 @@ class StylizeApp:
         snap.update(concurrency_limit=self.config.workers(), max_queue=self.config.max_queue,
                     torch_threads=torch.get_num_threads(), device=self.config.device)
         snap["result_cache"] = dataclasses.asdict(self.cache.stats()) if self.cache is not None else None
-        if hasattr(self.convert, "replicas"):  # Ray Serve backend: what each replica last reported
-            snap["replicas"] = self.convert.replicas()
+        snap["replicas"] = self.converter.replicas()  # Ray Serve: what each replica last reported
         return snap
 
 
@@ -304,18 +300,14 @@ def cache_cleanup(max_age: int) -> tuple[int, int]:
     return max(1, min(3600, max_age // 2)), max_age
 
 
-def _run_engine(app_id: int, source: imaging.ImageSource, style: str, max_side: int, keep: bool, device: str,
-                on_bytes, on_tile=None, time_left: float | None = None,
-                ) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
+def _run_engine(app_id: int, source: imaging.ImageSource, options: RunOptions, time_left: float | None,
+                on_bytes=None, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
     """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``.
 
     The deadline crosses as seconds left: on ZeroGPU this function may run in another process.
     """
     app = _APPS[app_id]
-    result = app.convert(source, style, registry=app.registry, device=device, max_side=max_side,
-                         keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
-                         tile=app.config.tile, on_tile=on_tile, max_pixels=app.config.max_pixels, cache=app.cache,
-                         deadline=None if time_left is None else Deadline.after(max(time_left, 0.001), app.config.timeout))
+    result = app.converter(source, options.rebased(time_left), on_tile, on_bytes)
     gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
     return result, gpus
 
@@ -440,7 +432,7 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
         return gr.Error(f"Ran out of memory while stylizing at {'native size' if max_side == 0 else f'max side {max_side}'}. "
                         f"Try again with {hint}; other conversions running at the same time also use memory.",
                         title="Out of memory", print_exception=False)
-    if (isinstance(exc, ValueError) and "device" in str(exc)) or (isinstance(exc, RuntimeError) and "CUDA GPU" in str(exc)):
+    if isinstance(exc, DeviceError):
         return gr.Error(f"The server's device setting is unusable: {exc}", title="Server setup", print_exception=False)
     ref = uuid.uuid4().hex[:8]
     log.error("conversion failed (ref %s, style %s, max side %s)", ref, spec.id, max_side, exc_info=exc)
@@ -450,6 +442,26 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
 
 
 # -- texts ------------------------------------------------------------------------------------------
+def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
+    """The /stylize API's description (the API page and the MCP tool read it), written from the style files."""
+    ids = ", ".join(f'"{s.id}" ({s.name})' for s in styles)
+    return f"""Turn a photo into anime art in one AnimeGANv2 style; the result has the photo's size (up to max_side).
+
+    Args:
+        image: the photo to convert ({imaging.FORMATS_TEXT}), uploaded as a file; transparency and EXIF orientation are kept.
+        style: style id, one of {ids}.
+        max_side: longest side of the result in pixels; larger photos are downscaled first. 0 keeps the native size.
+        keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
+
+    Returns:
+        the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
+    """
+
+
+def licence_lines(styles: tuple[StyleSpec, ...]) -> str:
+    """The footer's licence text: each distinct licence of the styles, once."""
+    return " ".join(dict.fromkeys(s.licence for s in styles))
+
 def notice(stats: RunStats, style_name: str | None = None) -> str:
     """The plain-text line shown under the result (and returned by the API): size, time, memory, downscaling."""
     w, h = stats.output_size
@@ -463,7 +475,7 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
         parts.append(f"Your photo was downscaled from {ow}x{oh} to {stats.input_size[0]}x{stats.input_size[1]} "
                      "by 'Max side'; set it to 0 for the native size.")
     parts += [n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".")
-              for n in stats.notices if not n.lower().startswith("downscaled")]
+              for n in stats.notices if getattr(n, "kind", "") != "downscaled"]
     return " ".join(parts)
 
 
@@ -557,10 +569,15 @@ def example_rows(app: StylizeApp) -> tuple[list[list[Any]], list[str]]:
 
 
 # -- the Blocks ---------------------------------------------------------------------------------------
-def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Blocks:
-    """The whole UI for one configuration. Call ``.queue()`` on it (``app.py`` does) before launching."""
+def build_demo(config: ServeConfig, registry: Registry | None = None, converter: Converter | None = None,
+               cache: ResultCache | None = None, metrics: Any = None) -> gr.Blocks:
+    """The whole UI for one configuration, with everything it uses given here (``app.py`` chooses them).
+
+    ``converter``: where conversions run (default: this process); ``cache``: the result cache of this process
+    (None: none); ``metrics``: ``animegan.metrics.Metrics`` or None. Call ``.queue()`` before launching.
+    """
     registry = registry or Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
-    app = StylizeApp(config, registry)
+    app = StylizeApp(config, registry, converter, cache, metrics)
     styles = app.styles()
     avail = app.availability(fresh=True)
     first_ok = next((s.id for s in styles if avail.get(s.id, (False, ""))[0]), styles[0].id if styles else None)
@@ -607,8 +624,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
             with gr.Column(scale=1):
                 panel = gr.Markdown(app.memory_panel(), elem_id="memory-panel")
         gr.Markdown(f"Conversions run {workers} at a time; up to {config.max_queue} more wait in the queue. "
-                    "AnimeGANv2 weights by Xin Chen (TachibanaYoshino): non-commercial use only. "
-                    "Example photos: public domain / CC0, from scikit-image (assets/LICENSE.md).", elem_id="footer")
+                    f"{licence_lines(styles)} "
+                    "Example photos: public domain / CC0, from scikit-image (animegan/examples/LICENSE.md).",
+                    elem_id="footer")
 
         # The page's event returns the slider's pair too, so no photo is decoded outside the queue. The stable
         # API (/stylize: PNG and notice) is a second event on a hidden trigger, in the same concurrency group.
@@ -616,7 +634,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
                       api_visibility="private", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
         api_trigger = gr.Button(visible=False, elem_id="api-stylize")
-        api_trigger.click(app.stylize, inputs=[photo, style, max_side, keep], outputs=[result, note],
+        api_trigger.click(_api_function(app), inputs=[photo, style, max_side, keep], outputs=[result, note],
                           # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
                           api_name="stylize", preprocess=False, concurrency_limit=workers,
                           concurrency_id=CONVERT_GROUP, show_progress="hidden")
@@ -631,6 +649,16 @@ def build_demo(config: ServeConfig, registry: Registry | None = None) -> gr.Bloc
         gr.api(app.stats, api_name="stats", queue=False, api_visibility="undocumented")
     _name_input_errors(demo, app)
     return demo
+
+
+def _api_function(app: StylizeApp) -> Callable[..., tuple[str, str]]:
+    """``app.stylize`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
+    def stylize(image: Any, style: str | None, max_side: Any, keep_brightness: Any,
+                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
+        return app.stylize(image, style, max_side, keep_brightness, request, progress)
+    stylize.__doc__ = stylize_doc(app.styles())
+    return stylize
 
 
 def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:

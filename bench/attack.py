@@ -569,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret, folder = plant(tmp, upload_dir)
         env = {"GRADIO_TEMP_DIR": str(upload_dir), "TMPDIR": str(tmp)}
         common = ["--weights", weights, "--offline", "--device", "cpu", "--timeout", str(a.timeout),
-                  "--temp-max-age", "4", "--cache-size", "0", "--max-queue", "64"]
+                  "--temp-max-age", "4", "--result-cache-size", "0", "--max-queue", "64"]
         with running_app([*common, "--metrics", "--mcp"], tmp / "open", env=env) as app:
             server = Server(app.url, app.proc.pid, upload_dir, secret, folder, app.log)
             rows = run_all(Raw(app.url), server, a.timeout, sweep_wait_s=15)
@@ -584,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def sigterm_rows(proc: Any, upload_dir: Path, tmp: Path) -> list[Row]:
     """SIGTERM the app: uploads and results must be gone from disk afterwards."""
     # Not uploads: the planted symlink, and Gradio's copies of the app's own example photos (kept on purpose).
-    ours = {"innocent.png"} | {p.name for p in (app_process.REPO / "assets" / "examples").glob("*")}
+    ours = {"innocent.png"} | {p.name for p in (app_process.REPO / "animegan" / "examples").glob("*")}
     files_before = [p for p in upload_dir.rglob("*") if p.is_file() and p.name not in ours]
     results = list(tmp.glob("animegan-results-*"))
     proc.send_signal(signal.SIGTERM)

@@ -165,7 +165,7 @@ def main() -> None:
             for name in order:
                 workers, threads = setups[args.setups.index(name)]
                 with app(tmp / f"app-{name}-{rnd}", args.weights, "--concurrency", str(workers),
-                         "--torch-threads", str(threads), "--cache-size", "0") as url:
+                         "--torch-threads", str(threads), "--result-cache-size", "0") as url:
                     ips, lat = load_run(url, tmp / f"run-{name}-{rnd}", photos, args.users, args.requests, args.side)
                 results[name].append((ips, lat))
                 print(f"  round {rnd + 1} {name:>5}: {ips:.3f} images/s, p50 {percentile(lat, .5):.2f} s, "

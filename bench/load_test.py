@@ -31,7 +31,7 @@ from animegan.memory import PeakRSS  # noqa: E402
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
-PHOTOS = sorted((REPO / "assets" / "examples").glob("*.jpg"))
+PHOTOS = sorted((REPO / "animegan" / "examples").glob("*.jpg"))
 
 
 @dataclass
@@ -90,7 +90,7 @@ def run(users: int = 32, requests: int = 3, size: int = 96, weights: Path = DEFA
     work.mkdir(parents=True, exist_ok=True)
     photos = _photos(work, size)
     env = {"ANIMEGAN_CACHE_DIR": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
-           "ANIMEGAN_CACHE_SIZE": "0"}  # every request really converts
+           "ANIMEGAN_RESULT_CACHE_SIZE": "0"}  # every request really converts
     report = Report(users, requests, size)
     with running_app(["--offline", "--device", "cpu", "--weights", f"hayao={Path(weights).resolve()}", *app_args], work, env,
                      startup_timeout) as (server, url, _log):

@@ -82,8 +82,8 @@ def main() -> None:
         stack.callback(redis_proc.wait, timeout=60)
         stack.callback(redis_proc.terminate)
         app1 = stack.enter_context(running_app(["--metrics", *common, "--backend", "ray", "--replicas", "2",
-                                                "--cache", redis_url], tmp)).url
-        app2 = stack.enter_context(running_app([*common, "--backend", "local", "--cache", redis_url], tmp)).url
+                                                "--result-cache", redis_url], tmp)).url
+        app2 = stack.enter_context(running_app([*common, "--backend", "local", "--result-cache", redis_url], tmp)).url
         print(f"redis {redis_url}; app 1 {app1} (--backend ray --replicas 2 --metrics); app 2 {app2} (--backend local)")
         before = counters(app1)
         first, text1, t1 = convert(app1, photo)

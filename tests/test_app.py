@@ -106,7 +106,7 @@ def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """
     tmp = tmp_path_factory.mktemp("app")
     with running_app(tmp, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
-                     "--concurrency", "2", "--max-queue", "16", "--cache-size", "0") as url:
+                     "--concurrency", "2", "--max-queue", "16", "--result-cache-size", "0") as url:
         yield url
 
 

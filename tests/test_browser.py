@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-PHOTO = REPO / "assets" / "examples" / "astronaut.jpg"
+PHOTO = REPO / "animegan" / "examples" / "astronaut.jpg"
 SCREENSHOT = REPO / "docs" / "screenshot.png"
 
 

@@ -18,6 +18,7 @@ from conftest import load_bench
 
 from animegan import imaging, temp_files
 from animegan.engine import ConversionTimeout, Deadline, stylize
+from animegan.options import RunOptions
 from animegan.request_guard import Limits, Listeners, RequestGuard
 from animegan.upload_gate import REFUSED, PhotoRefused, UploadGate
 
@@ -129,14 +130,16 @@ def test_the_deadline_covers_decoding_and_every_tile(registry) -> None:
     with pytest.raises(ConversionTimeout, match="after decoding the photo"):
         stylize(photo, "hayao", registry=registry, device="cpu", deadline=Deadline(time.monotonic() - 1, 5))
     seen = []
-    deadline = Deadline(time.monotonic() + 60, 60)
+    at = time.monotonic() + 60
 
-    def expire_after_first(done: int, total: int) -> None:
+    def pass_the_deadline_in_the_first_tile(done: int, total: int) -> None:
         seen.append((done, total))
-        deadline.at = time.monotonic() - 1
+        time.sleep(max(0.0, at - time.monotonic()) + 0.01)
+    options = RunOptions(device="cpu", tile=32, deadline=at, timeout_s=60)
+    at = time.monotonic() + 2  # the run's deadline is what the options carry: make them agree
+    options = options.replace(deadline=at)
     with pytest.raises(ConversionTimeout, match=r"after 1 of \d+ tiles: the limit is 60 s"):
-        stylize(photo, "hayao", registry=registry, device="cpu", tile=32, on_tile=expire_after_first,
-                deadline=deadline)
+        stylize(photo, registry=registry, options=options, on_tile=pass_the_deadline_in_the_first_tile)
     assert seen == [(1, seen[0][1])] and seen[0][1] > 1
     result = stylize(photo, "hayao", registry=registry, device="cpu", deadline=30)  # in time: converted
     assert result.image.size == (96, 96)

@@ -97,8 +97,14 @@ def test_a_conversion_over_the_timeout_stops_between_tiles(limited_app, photo_51
     with pytest.raises(AppError) as err:
         c.predict(handle_file(str(photo_512)), "hayao", 0, False, api_name="/stylize")
     message = str(err.value)
-    done, total = map(int, __import__("re").search(r"stopped after (\d+) of (\d+) tiles", message).groups())
-    assert 1 <= done < total, message  # cooperative: it stopped part-way, not after the whole photo
+    # Usually part-way through the tiles; on a machine busy enough that decoding and the statistics runs
+    # already took the whole second, at the first stopping point before them.
+    tiles = __import__("re").search(r"stopped after (\d+) of (\d+) tiles", message)
+    if tiles:
+        done, total = map(int, tiles.groups())
+        assert 1 <= done < total, message  # cooperative: it stopped part-way, not after the whole photo
+    else:
+        assert "stopped after decoding the photo" in message or "stopped after loading the style" in message, message
     assert f"the limit is {TIMEOUT_S:g} s" in message and "smaller 'Max side'" in message
     assert time.monotonic() - started < 60
     assert stats(url)["running"] == 0

@@ -45,7 +45,7 @@ def hostile(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     upload_dir = tmp / "uploads"
     secret, folder = attack.plant(tmp, upload_dir)
     args = ["--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--timeout", str(TIMEOUT_S),
-            "--temp-max-age", str(MAX_AGE_S), "--cache-size", "0", "--max-queue", "64", "--metrics", "--mcp"]
+            "--temp-max-age", str(MAX_AGE_S), "--result-cache-size", "0", "--max-queue", "64", "--metrics", "--mcp"]
     with attack.running_app(args, tmp / "app", env={"GRADIO_TEMP_DIR": str(upload_dir), "TMPDIR": str(tmp),
                                                        "ANIMEGAN_CLIENT_GRACE": str(GRACE_S)}) as app:
         yield attack.Raw(app.url), attack.Server(app.url, app.proc.pid, upload_dir, secret, folder, app.log)

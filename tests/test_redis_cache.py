@@ -51,8 +51,8 @@ def redis_server(tmp: Path, *args: str) -> Iterator[str]:
 
 def test_a_conversion_on_one_app_is_a_hit_on_another(hayao_pt: Path, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
     common = ("--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu")
-    with redis_server(tmp_path) as url, running_app(tmp_path / "a", *common, "--cache", url) as a, \
-            running_app(tmp_path / "b", *common, "--cache", url) as b:
+    with redis_server(tmp_path) as url, running_app(tmp_path / "a", *common, "--result-cache", url) as a, \
+            running_app(tmp_path / "b", *common, "--result-cache", url) as b:
         png_a, text_a = client(a, tmp_path / "ca").predict(handle_file(str(small_photo)), "hayao", 0, False,
                                                           api_name="/stylize")
         assert "from the result cache" not in text_a

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import animegan.styles
+
 from animegan import Registry, UnknownStyleError, get_style, load_styles, settings
 from animegan.weights.download import git_blob_sha1
 
@@ -33,13 +35,16 @@ def fresh(hayao_pt: Path, tmp_path: Path) -> Registry:
 
 # --- styles ----------------------------------------------------------------------------------------
 
+PACKAGED_STYLES = Path(animegan.styles.__file__).parent
+
+
 def test_styles_in_display_order() -> None:
     assert [s.id for s in load_styles()] == STYLE_IDS
     assert [s.name for s in load_styles()] == ["Hayao", "Shinkai", "Paprika"]
 
 
 def test_every_style_file_has_every_field() -> None:
-    files = sorted(settings.DEFAULT_STYLES_DIR.glob("*.toml"))
+    files = sorted(PACKAGED_STYLES.glob("*.toml"))
     assert [p.stem for p in files] == sorted(STYLE_IDS)
     for path in files:
         raw = tomllib.loads(path.read_text())
@@ -88,10 +93,14 @@ def test_unknown_style_lists_the_styles(fresh: Registry) -> None:
 
 
 def test_styles_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (settings.DEFAULT_STYLES_DIR / "hayao.toml").read_text().replace('id = "hayao"', 'id = "mine"')
-    (tmp_path / "mine.toml").write_text(text)
+    text = (PACKAGED_STYLES / "hayao.toml").read_text().replace('id = "hayao"', 'id = "mine"')
+    (tmp_path / "mine.toml").write_text(text.replace("order = 1", "order = 50"))
+    (tmp_path / "paprika.toml").write_text((PACKAGED_STYLES / "paprika.toml").read_text().replace(
+        'name = "Paprika"', 'name = "Paprika (mine)"'))
     monkeypatch.setenv(settings.ENV_STYLES_DIR, str(tmp_path))
-    assert [s.id for s in load_styles()] == ["mine"]
+    # The folder adds styles and overrides packaged ones by id; the packaged ones stay.
+    assert [s.id for s in load_styles()] == ["hayao", "shinkai", "paprika", "mine"]
+    assert get_style("paprika").name == "Paprika (mine)"
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "broken.toml").write_text('id = "broken"\n')

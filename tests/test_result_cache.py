@@ -160,7 +160,7 @@ def test_app_answers_a_repeat_from_the_cache(hayao_pt: Path, photos: dict[str, P
     photo = tmp_path / "photo.png"
     with Image.open(photos["kyoto_street_kimono"]) as im:
         im.convert("RGB").resize((200, 150)).save(photo)
-    with running_app(tmp_path / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--cache-size", "32M") as url:
+    with running_app(tmp_path / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--result-cache-size", "32M") as url:
         c = client(url, tmp_path)
         png1, note1 = c.predict(handle_file(str(photo)), "hayao", 0, False, api_name="/stylize")
         png2, note2 = c.predict(handle_file(str(photo)), "hayao", 0, False, api_name="/stylize")

@@ -204,4 +204,5 @@ def availability(spec: StyleSpec, *, weights: Path | None = None, weights_dir: P
         return True, f"cached in {cache}"
     if settings.offline() if offline is None else offline:
         return False, missing_message(spec, weights_dir, cache)
-    return True, "downloaded on first use (8.6 MB)"
+    size = spec.download_bytes
+    return True, f"downloaded on first use ({size / 1e6:.1f} MB)" if size else "downloaded on first use"

@@ -1,0 +1,143 @@
+"""Every setting of the app and the engine, once: flag, environment variable, parser, default and help.
+
+The app builds its argparse from this table (``serving.parser``), reads the environment through it
+(``serving.load_config``), and the engine's own settings (``settings``) read their variables through the same
+entries. A Hugging Face Space, which runs ``python app.py`` without arguments, sets the variables.
+Old names still work for one release, with a warning: ``--cache-size``/``ANIMEGAN_CACHE_SIZE``,
+``--cache``/``ANIMEGAN_CACHE`` and ``ANIMEGAN_CACHE_TTL`` (the *result* cache's; ``ANIMEGAN_CACHE_DIR`` stays
+the weights cache's).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def truthy(value: str | None) -> bool | None:
+    """The one reading of an on/off variable: True, False, or None when unset or empty (so a default applies)."""
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(sorted(TRUE | FALSE))}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str                       # attribute name; the flag is --name-with-dashes (None: environment only)
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+    kind: Literal["value", "switch", "append", "env"] = "value"
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    old_flag: str | None = None     # deprecated flag name (one release)
+    old_env: str | None = None      # deprecated variable name (one release)
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def from_env(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The variable's raw value (the old name's, with a warning, when only that is set); None when unset."""
+        env = os.environ if environ is None else environ
+        value = env.get(self.env)
+        if (value is None or value == "") and self.old_env and env.get(self.old_env):
+            log.warning("%s is deprecated; use %s", self.old_env, self.env)
+            value = env[self.old_env]
+        return value if value not in (None, "") else None
+
+
+def _flags(*items: Flag) -> dict[str, Flag]:
+    return {f.name: f for f in items}
+
+
+FLAGS: dict[str, Flag] = _flags(
+    Flag("host", "ANIMEGAN_HOST", "address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)"),
+    Flag("port", "ANIMEGAN_PORT", "port (default 7860)", int),
+    Flag("share", "ANIMEGAN_SHARE", "also open a public gradio.live link", kind="switch"),
+    Flag("device", "ANIMEGAN_DEVICE", "default auto: CUDA when present, else CPU", choices=("auto", "cpu", "cuda")),
+    Flag("concurrency", "ANIMEGAN_CONCURRENCY",
+         "conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)", int),
+    Flag("max_queue", "ANIMEGAN_MAX_QUEUE", "requests allowed to wait; more get 'queue full' (default 16)", int),
+    Flag("max_side", "ANIMEGAN_MAX_SIDE", "initial 'max side' in the UI (0: native size; default: the style's)", int),
+    Flag("weights_dir", "ANIMEGAN_WEIGHTS_DIR", "folder with <style>.pt or the upstream TF checkpoint files", Path),
+    Flag("weights", "ANIMEGAN_WEIGHTS", "weights file (.pt or TF checkpoint prefix) for one style; repeatable "
+         "(variable: comma-separated STYLE=PATH pairs)", kind="append", metavar="STYLE=PATH"),
+    Flag("offline", "ANIMEGAN_OFFLINE", "never download weights (HF_HUB_OFFLINE=1 too)", kind="switch"),
+    Flag("auth", "ANIMEGAN_AUTH", "require this login (the variable is better: a flag shows in process lists)",
+         metavar="USER:PASS"),
+    Flag("max_file_size", "ANIMEGAN_MAX_FILE_SIZE", "largest upload accepted (default 25mb)"),
+    Flag("torch_threads", "ANIMEGAN_TORCH_THREADS", "torch threads per conversion on CPU (default: cores / concurrency)",
+         int),
+    Flag("memory_budget", "ANIMEGAN_MEMORY_BUDGET", "memory one conversion may use, e.g. 2G (default: free VRAM minus "
+         "a margin on a GPU, 2 GiB of RAM on CPU); larger photos run in tiles"),
+    Flag("tile", "ANIMEGAN_TILE", "0: never tile; N: always use N px tiles (default: decided by the budget)", int),
+    Flag("max_pixels", "ANIMEGAN_MAX_PIXELS", "refuse images above this many pixels, read from the file header before "
+         "decoding (default 50000000)", int),
+    Flag("timeout", "ANIMEGAN_TIMEOUT", "seconds one request may run (decode, model, encode), checked after decoding, "
+         "between tiles and before encoding (0: no limit; default 300)", float),
+    Flag("temp_max_age", "ANIMEGAN_TEMP_MAX_AGE", "seconds uploads and results stay on the server's disk "
+         "(default 10800)", int),
+    Flag("backend", "ANIMEGAN_BACKEND", "where conversions run: local (this process, default) or ray (Ray Serve "
+         "replicas; pip install -r requirements-extras.txt)", choices=("local", "ray")),
+    Flag("ray_address", "ANIMEGAN_RAY_ADDRESS", "join this Ray cluster (auto, or HOST:6379); default: start a local Ray"),
+    Flag("replicas", "ANIMEGAN_REPLICAS", "Ray Serve replicas to deploy (default 2)", int),
+    Flag("result_cache_size", "ANIMEGAN_RESULT_CACHE_SIZE", "bytes of results kept in memory, e.g. 256M: the same "
+         "photo, style and settings again is answered without running the model (0: off; default 256M)",
+         old_flag="--cache-size", old_env="ANIMEGAN_CACHE_SIZE"),
+    Flag("result_cache", "ANIMEGAN_RESULT_CACHE", "keep results in Redis, shared by every app process and replica "
+         "(default: in this process only)", metavar="redis://HOST:PORT/DB", old_flag="--cache", old_env="ANIMEGAN_CACHE"),
+    Flag("metrics", "ANIMEGAN_METRICS", "serve Prometheus metrics at /metrics (off by default: see SECURITY.md)",
+         kind="switch"),
+    Flag("mcp", "ANIMEGAN_MCP", "serve Gradio's MCP server, so AI assistants can call the stylize tool", kind="switch"),
+    # The engine's settings: environment only.
+    Flag("cache_dir", "ANIMEGAN_CACHE_DIR", "where converted weights are cached (default ~/.cache/animegan)", Path,
+         kind="env"),
+    Flag("hf_offline", "HF_HUB_OFFLINE", "honoured like ANIMEGAN_OFFLINE, as Hugging Face tools do", kind="env"),
+    Flag("weights_mirror", "ANIMEGAN_WEIGHTS_MIRROR", "base URL serving the upstream files by name, instead of GitHub",
+         kind="env"),
+    Flag("styles_dir", "ANIMEGAN_STYLES_DIR", "folder of extra style files (adds or overrides styles by id)", Path,
+         kind="env"),
+    Flag("result_cache_ttl", "ANIMEGAN_RESULT_CACHE_TTL", "seconds a Redis result lives (default: a week)", int,
+         kind="env", old_env="ANIMEGAN_CACHE_TTL"),
+    Flag("client_grace", "ANIMEGAN_CLIENT_GRACE", "seconds a job may run with no client listening for its result "
+         "(default 5)", float, kind="env"),
+    Flag("malloc_tuning", "ANIMEGAN_MALLOC_TUNING", "0: keep glibc's default malloc settings", kind="env"),
+)
+
+
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """A setting from the environment, parsed (None when unset)."""
+    flag = FLAGS[name]
+    raw = flag.from_env(environ)
+    if raw is None:
+        return None
+    if flag.kind == "switch" or name in ("hf_offline",):
+        return truthy(raw)
+    return flag.parse(raw)
+
+
+def offline(environ: Mapping[str, str] | None = None) -> bool:
+    """Downloads are off when ANIMEGAN_OFFLINE or HF_HUB_OFFLINE is on: the app and the CLI read it the same way."""
+    return bool(env_value("offline", environ)) or bool(env_value("hf_offline", environ))
+
+
+def epilog() -> str:
+    """The environment table for ``--help``."""
+    lines = ["environment (flags win):"]
+    for f in FLAGS.values():
+        lines.append(f"  {f.env:28} {f.option if f.kind != 'env' else '(no flag)'}")
+    return "\n".join(lines)

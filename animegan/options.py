@@ -1,0 +1,71 @@
+"""What every caller of the engine says about one conversion: one frozen :class:`RunOptions`, built once.
+
+The app, the CLI and a Ray replica each build their options from their own settings and hand them to a
+:class:`~animegan.engine.Converter`; nothing re-packs the same keywords along the way. Typed signals go back
+up: :class:`Notice` (what happened, by kind) in the result's stats, and the engine's exceptions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from .imaging import DEFAULT_MAX_PIXELS
+
+NoticeKind = Literal["downscaled", "tiled", "out_of_memory", "cpu_fallback", "precision", "framing", "other"]
+
+
+class Notice(str):
+    """A line for the user, with its kind: callers choose by kind (the UI words downscaling itself), never by text.
+
+    A ``str`` subclass, so printing, joining and ``in`` keep working where a notice is just text.
+    """
+
+    kind: NoticeKind
+
+    def __new__(cls, kind: NoticeKind, text: str) -> Notice:
+        self = super().__new__(cls, text)
+        self.kind = kind
+        return self
+
+    def __reduce__(self) -> tuple:  # pickled across processes (Ray replicas) with its kind
+        return Notice, (self.kind, str(self))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One conversion's settings. ``None`` means "the default for this style and device"."""
+
+    style: str = "hayao"
+    device: str = "auto"
+    precision: str | None = None          # None: fp16 on CUDA, fp32 on the CPU
+    max_side: int | None = None           # None: the style's recommended size; 0: native size
+    keep_brightness: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    memory_budget: int | str | None = None  # bytes or "2G"; None: free VRAM minus a margin, or 2 GiB of RAM
+    tile: int | None = None               # None: from the budget; 0: whole image; N: N px tiles
+    deadline: float | None = None         # time.monotonic() the run must not pass; None: no limit
+    timeout_s: float | None = None        # the limit the deadline came from, for messages
+
+    def replace(self, **changes: object) -> RunOptions:
+        return dataclasses.replace(self, **changes)
+
+    def with_timeout(self, seconds: float | None) -> RunOptions:
+        """A deadline ``seconds`` from now (None or 0: none)."""
+        if not seconds:
+            return self.replace(deadline=None, timeout_s=None)
+        return self.replace(deadline=time.monotonic() + seconds, timeout_s=seconds)
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def portable(self) -> tuple[RunOptions, float | None]:
+        """The options without the monotonic deadline, and the seconds left: for another process or machine,
+        whose monotonic clock is not comparable (see :meth:`rebased`)."""
+        return self.replace(deadline=None), self.seconds_left()
+
+    def rebased(self, seconds_left: float | None) -> RunOptions:
+        if seconds_left is None:
+            return self.replace(deadline=None)
+        return self.replace(deadline=time.monotonic() + max(seconds_left, 0.001))
