@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared")).resolve()
@@ -61,3 +62,13 @@ def registry(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
     from animegan import Registry
 
     return Registry(weights={"hayao": hayao_pt}, cache_dir=tmp_path_factory.mktemp("cache"), offline=True)
+
+
+@pytest.fixture(scope="session")
+def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real photo at 192 px (JPEG), so that a conversion takes well under a second on CPU."""
+    im = Image.open(photos["railway_crossing"]).convert("RGB")
+    im.thumbnail((192, 192), Image.LANCZOS)
+    path = tmp_path_factory.mktemp("photo") / "railway.jpg"
+    im.save(path, quality=92)
+    return path

@@ -6,96 +6,20 @@ queue refuses cleanly and the server keeps serving; a style without weights offl
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file
-from gradio_client.client import Job
-from gradio_client.exceptions import AppError
-from gradio_client.utils import QueueError
+from gradio_client import handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import QueueError  # noqa: E402
+from harness import all_at_once, assert_stylised, client, fill_queue, running_app, stats  # noqa: E402
 
-from animegan.serving import cpu_cores
-
-REPO = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``python app.py --port P ARGS`` with its caches in ``tmp``; yields the URL once it answers."""
-    port = free_port()
-    tmp.mkdir(parents=True, exist_ok=True)
-    log = (tmp / "server.log").open("wb")
-    full_env = {**os.environ, "ANIMEGAN_CACHE_DIR": str(tmp / "cache"), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
-                "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args],
-                            cwd=tmp, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"app exited with {proc.returncode}:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"app did not start in {STARTUP_TIMEOUT_S} s") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def client(url: str, tmp: Path) -> Client:
-    return Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp / "downloads"))
-
-
-def stats(url: str) -> dict:
-    """The handler's in-flight gauge through the unqueued route, as the browser calls ``queue=False`` events.
-
-    (gradio_client sends every call through the queue, so it could not read this while the queue is full.)
-    """
-    response = httpx.post(f"{url}gradio_api/run/stats", json={"data": []}, timeout=10)
-    response.raise_for_status()
-    return response.json()["data"][0]
-
-
-@pytest.fixture(scope="module")
-def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real photo at 192 px (JPEG), so that a conversion takes well under a second on CPU."""
-    im = Image.open(photos["railway_crossing"]).convert("RGB")
-    im.thumbnail((192, 192), Image.LANCZOS)
-    path = tmp_path_factory.mktemp("photo") / "railway.jpg"
-    im.save(path, quality=92)
-    return path
+from animegan.serving import cpu_cores  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +34,6 @@ def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield url
 
 
-def assert_stylised(png: Path, photo: Path, size: tuple[int, int]) -> None:
-    with Image.open(png) as out:
-        assert out.format == "PNG"
-        assert out.size == size
-        result = np.asarray(out.convert("RGB"), dtype=np.float32)
-    source = np.asarray(Image.open(photo).convert("RGB").resize(size, Image.LANCZOS), dtype=np.float32)
-    mad = float(np.abs(result - source).mean())
-    assert mad > 12, f"result is too close to the photo (mean abs diff {mad:.1f}): not stylised"
-    assert result.std() > 10, "result is flat"
-
-
 def test_stylize_api_converts_a_real_photo(app_url: str, small_photo: Path, tmp_path: Path) -> None:
     png, text = client(app_url, tmp_path).predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
     assert_stylised(Path(png), small_photo, Image.open(small_photo).size)
@@ -133,26 +46,6 @@ def test_downscaling_is_said_plainly(app_url: str, small_photo: Path, tmp_path: 
     with Image.open(png) as out:
         assert max(out.size) == 96
     assert f"downscaled from {w}x{h}" in text and "0 for the native size" in text
-
-
-def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]:
-    """``call(i)`` for i < n, in n threads released together; each one's result, or the exception it raised."""
-    results: list[Any] = [None] * n
-    barrier = threading.Barrier(n)
-
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = call(i)
-        except Exception as exc:  # noqa: BLE001 (returned to the caller, who asserts on it)
-            results[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=timeout)
-    return results
 
 
 def test_eight_clients_at_once_respect_the_concurrency_limit(app_url: str, small_photo: Path, tmp_path: Path) -> None:
@@ -194,20 +87,6 @@ def test_bad_inputs_give_readable_errors(app_url: str, tmp_path: Path) -> None:
         c.predict(handle_file(str(junk)), "cubism", 0, False, api_name="/stylize")
     with pytest.raises(AppError, match="Max side must be 0"):
         c.predict(handle_file(str(junk)), "hayao", -5, False, api_name="/stylize")
-
-
-def fill_queue(url: str, clients: list[Client], big: Path, small: Path) -> tuple[Job, Job]:
-    """On a server with concurrency 1 and max queue 1: one slow conversion running, one request waiting."""
-    blocker = clients[0].submit(handle_file(str(big)), "hayao", 0, False, api_name="/stylize")
-    deadline = time.monotonic() + 30
-    while stats(url)["running"] < 1:
-        assert time.monotonic() < deadline, "the first conversion never started"
-        time.sleep(0.05)
-    waiting = clients[1].submit(handle_file(str(small)), "hayao", 0, False, api_name="/stylize")
-    while stats(url)["queued"] < 1:  # it takes the one place in the queue
-        assert time.monotonic() < deadline, "the second request never queued"
-        time.sleep(0.05)
-    return blocker, waiting
 
 
 def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app import REPO, running_app
+from harness import REPO, running_app
 
 pytestmark = pytest.mark.browser
 

@@ -197,7 +197,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from test_app import client, running_app, stats  # noqa: E402
+from harness import client, running_app, stats  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from PIL import Image
 pytest.importorskip("mcp")
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from test_app import running_app, small_photo  # noqa: F401 (small_photo is a fixture)
+from harness import running_app
 
 
 async def _list_and_call(url: str, photo: Path) -> tuple[list, object]:
@@ -39,7 +39,7 @@ async def _list_and_call(url: str, photo: Path) -> tuple[list, object]:
         return tools, result
 
 
-def test_mcp_lists_the_stylize_tool_and_converts_a_photo(hayao_pt: Path, small_photo: Path,  # noqa: F811
+def test_mcp_lists_the_stylize_tool_and_converts_a_photo(hayao_pt: Path, small_photo: Path,
                                                          tmp_path: Path) -> None:
     with running_app(tmp_path / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
                      "--mcp") as url:

@@ -18,28 +18,14 @@ pytest.importorskip("prometheus_client")
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
-from prometheus_client.parser import text_string_to_metric_families
-from test_app import REPO, client, fill_queue, running_app, small_photo, stats  # noqa: F401 (small_photo is a fixture)
+from harness import REPO, client, delta, fill_queue, running_app, scrape
 
 from animegan import stylize
 
 TILE = 128
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{url}metrics", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
-
-
-def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
-
-
-def test_metrics_count_real_conversions_exactly(hayao_pt: Path, photos: dict[str, Path], small_photo: Path,  # noqa: F811
+def test_metrics_count_real_conversions_exactly(hayao_pt: Path, photos: dict[str, Path], small_photo: Path,
                                                 registry, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     im = Image.open(photos["kyoto_street_kimono"]).convert("RGB")

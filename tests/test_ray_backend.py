@@ -23,8 +23,7 @@ pytest.importorskip("ray.serve")
 pytest.importorskip("prometheus_client")
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from test_app import all_at_once, assert_stylised, client, running_app, small_photo, stats  # noqa: F401 (small_photo: fixture)
-from test_metrics import delta, scrape
+from harness import all_at_once, assert_stylised, client, delta, running_app, scrape, stats
 
 from animegan import stylize
 
@@ -48,7 +47,7 @@ def ray_app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
-        ray_app: str, small_photo: Path, registry, tmp_path: Path) -> None:  # noqa: F811
+        ray_app: str, small_photo: Path, registry, tmp_path: Path) -> None:  
     before = scrape(ray_app)
     sides = [192 - 8 * i for i in range(8)]  # distinct sizes: no result-cache hits, every request runs the model
     clients = [client(ray_app, tmp_path / f"c{i}") for i in range(8)]
@@ -74,7 +73,7 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
     assert text.startswith("Hayao style") and "on cpu" in text
 
 
-def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_photo: Path, tmp_path: Path) -> None:  
     c = client(ray_app, tmp_path)
     with pytest.raises(AppError) as err:
         c.predict(handle_file(str(small_photo)), "shinkai", 0, False, api_name="/stylize")
@@ -95,7 +94,7 @@ def _busy(pids: list[int], window: float = 1.0) -> tuple[int, float]:
     return pids[i], used[i]
 
 
-def test_killing_the_busy_replica_costs_no_request(ray_app: str, photos: dict[str, Path], small_photo: Path,  # noqa: F811
+def test_killing_the_busy_replica_costs_no_request(ray_app: str, photos: dict[str, Path], small_photo: Path,
                                                    tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     im = Image.open(photos["kyoto_street_kimono"]).convert("RGB")

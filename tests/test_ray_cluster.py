@@ -22,7 +22,7 @@ from PIL import Image
 pytest.importorskip("ray.serve")
 yaml = pytest.importorskip("yaml")  # a dependency of ray
 from gradio_client import handle_file
-from test_app import REPO, client, free_port, running_app, small_photo  # noqa: F401 (small_photo: fixture)
+from harness import REPO, client, free_port, running_app
 
 from animegan import stylize
 
@@ -77,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_the_documented_serve_config_runs_and_the_app_uses_it(cluster: str, hayao_pt: Path, registry,
-                                                               small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+                                                               small_photo: Path, tmp_path: Path) -> None:  
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump(cpu_config(hayao_pt)))
     env = {**os.environ, **RAY_ENV, "ANIMEGAN_CACHE_DIR": str(tmp_path / "cache")}

@@ -19,7 +19,7 @@ from PIL import Image
 
 redis = pytest.importorskip("redis")
 from gradio_client import handle_file
-from test_app import client, free_port, running_app, small_photo  # noqa: F401 (small_photo: fixture)
+from harness import client, free_port, running_app
 
 from animegan import imaging, stylize
 from animegan.redis_cache import KEY_PREFIX, RedisCache
@@ -49,7 +49,7 @@ def redis_server(tmp: Path, *args: str) -> Iterator[str]:
         proc.wait()
 
 
-def test_a_conversion_on_one_app_is_a_hit_on_another(hayao_pt: Path, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_conversion_on_one_app_is_a_hit_on_another(hayao_pt: Path, small_photo: Path, tmp_path: Path) -> None:  
     common = ("--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu")
     with redis_server(tmp_path) as url, running_app(tmp_path / "a", *common, "--result-cache", url) as a, \
             running_app(tmp_path / "b", *common, "--result-cache", url) as b:
@@ -63,7 +63,7 @@ def test_a_conversion_on_one_app_is_a_hit_on_another(hayao_pt: Path, small_photo
     assert np.array_equal(np.asarray(Image.open(png_a)), np.asarray(Image.open(png_b)))
 
 
-def test_redis_evicts_under_a_small_maxmemory(registry, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_redis_evicts_under_a_small_maxmemory(registry, small_photo: Path, tmp_path: Path) -> None:  
     with redis_server(tmp_path, "--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru") as url:
         cache = RedisCache(url)
         value = imaging.encode_png(stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=0).image)
@@ -75,7 +75,7 @@ def test_redis_evicts_under_a_small_maxmemory(registry, small_photo: Path, tmp_p
         assert cache.errors == 0  # eviction is Redis doing its job, not a failure
 
 
-def test_redis_killed_mid_run_never_fails_a_conversion(registry, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_redis_killed_mid_run_never_fails_a_conversion(registry, small_photo: Path, tmp_path: Path) -> None:  
     with redis_server(tmp_path) as url:
         cache = RedisCache(url)
         first = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=160, cache=cache)
@@ -89,7 +89,7 @@ def test_redis_killed_mid_run_never_fails_a_conversion(registry, small_photo: Pa
     assert time.monotonic() - start < 30
 
 
-def test_a_planted_non_png_value_is_never_used(registry, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_planted_non_png_value_is_never_used(registry, small_photo: Path, tmp_path: Path) -> None:  
     with redis_server(tmp_path) as url:
         cache = RedisCache(url)
         stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=128, cache=cache)
