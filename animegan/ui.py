@@ -211,7 +211,8 @@ class StylizeApp:
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 on_bytes = None if ZERO_GPU else _download_progress(progress)
                 progress(0.1, desc=f"Stylizing ({spec.name})")
-                on_tile = _tile_progress(None if ZERO_GPU else progress, watch)
+                # On ZeroGPU the run happens in another process: callbacks cannot follow it (the deadline can).
+                on_tile = None if ZERO_GPU else _tile_progress(progress, watch)
                 portable, time_left = options.portable()
                 result, gpus = self._run(id(self), source, portable, time_left, on_bytes, on_tile)
                 watch.check()
