@@ -4,8 +4,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -72,3 +75,23 @@ def small_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     path = tmp_path_factory.mktemp("photo") / "railway.jpg"
     im.save(path, quality=92)
     return path
+
+
+def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]:
+    """``call(i)`` for i < n, in n threads released together; each one's result, or the exception it raised."""
+    results: list[Any] = [None] * n
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except Exception as exc:  # noqa: BLE001 (returned to the caller, who asserts on it)
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return results

@@ -2,16 +2,14 @@
 ``/stats`` gauge, ``/metrics`` scraped, n clients released at once, and a full queue."""
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
-from conftest import REPO, load_bench
+from conftest import REPO, all_at_once, load_bench
 from gradio_client import Client, handle_file
 from gradio_client.client import Job
 from PIL import Image
@@ -71,26 +69,6 @@ def assert_stylised(png: Path, photo: Path, size: tuple[int, int]) -> None:
     mad = float(np.abs(result - source).mean())
     assert mad > 12, f"result is too close to the photo (mean abs diff {mad:.1f}): not stylised"
     assert result.std() > 10, "result is flat"
-
-
-def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]:
-    """``call(i)`` for i < n, in n threads released together; each one's result, or the exception it raised."""
-    results: list[Any] = [None] * n
-    barrier = threading.Barrier(n)
-
-    def one(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = call(i)
-        except Exception as exc:  # noqa: BLE001 (returned to the caller, who asserts on it)
-            results[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=timeout)
-    return results
 
 
 def fill_queue(url: str, clients: list[Client], big: Path, small: Path) -> tuple[Job, Job]:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import all_at_once
 from PIL import Image
 
 from animegan import InvalidImageError, WeightsMissingError, stylize
@@ -110,23 +110,9 @@ def test_concurrent_calls_match_serial_runs(registry, photos: dict[str, Path]) -
             inputs.append(im.convert("RGB").resize(size, Image.LANCZOS))
     serial = [np.asarray(stylize(p, registry=registry, device="cpu", max_side=0).image) for p in inputs]
     loads_before = registry.loads
-    barrier = threading.Barrier(4)
-    results: list[np.ndarray | None] = [None] * 4
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = np.asarray(stylize(inputs[i], registry=registry, device="cpu", max_side=0).image)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
+    results = all_at_once(4, lambda i: np.asarray(stylize(inputs[i], registry=registry, device="cpu", max_side=0).image),
+                          timeout=120)
+    assert not [r for r in results if isinstance(r, BaseException)], results
     for got, want in zip(results, serial):
         np.testing.assert_array_equal(got, want)
     assert registry.loads == loads_before

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import gc
 import re
-import threading
 import tomllib
 import weakref
 from pathlib import Path
 
 import pytest
+from conftest import all_at_once
 
 import animegan.styles
 
@@ -111,23 +111,8 @@ def test_styles_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 # --- the registry ----------------------------------------------------------------------------------
 
 def test_sixteen_threads_one_load(fresh: Registry) -> None:
-    barrier = threading.Barrier(16)
-    got: list[object] = [None] * 16
-    errors: list[BaseException] = []
-
-    def ask(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            got[i] = fresh.get("Hayao" if i % 2 else "hayao", "cpu", "fp32")
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    got = all_at_once(16, lambda i: fresh.get("Hayao" if i % 2 else "hayao", "cpu", "fp32"), timeout=60)
+    assert not [g for g in got if isinstance(g, BaseException)], got
     assert fresh.loads == 1
     assert all(g is got[0] for g in got)
     assert len(fresh.loaded()) == 1
