@@ -201,6 +201,11 @@ def memory_report() -> MemoryReport:
     return report
 
 
+def fmt_seconds(seconds: float) -> str:
+    """0.021 -> '21 ms', 2.5 -> '2.50 s': milliseconds below a second, so a fast answer never reads '0 s'."""
+    return f"{max(1, round(seconds * 1000))} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def fmt_bytes(n: int | float | None) -> str:
     if n is None:
         return "n/a"

@@ -7,6 +7,7 @@ only ever used in eval mode under ``inference_mode``, so sharing is safe.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import torch
 
 from .model import Generator
 from .styles import StyleSpec, get_style, load_styles
-from .weights import LoadedWeights, availability, resolve_weights
+from .weights import LoadedWeights, WeightsError, availability, resolve_weights
 from .weights.download import Progress
 
+log = logging.getLogger(__name__)
 Precision = Literal["fp32", "fp16"]
 
 
@@ -57,6 +59,7 @@ class Registry:
         self._models: dict[ModelKey, LoadedModel] = {}
         self._weights: dict[str, LoadedWeights] = {}
         self.loads = 0  # weight resolutions performed: lets tests prove "exactly once"
+        self._failures: dict[str, str] = {}  # style id -> why its weights last failed to load (until one succeeds)
 
     # -- styles -------------------------------------------------------------------------------
     def styles(self) -> tuple[StyleSpec, ...]:
@@ -66,12 +69,22 @@ class Registry:
         return get_style(style, self.styles_dir)
 
     def availability(self) -> dict[str, tuple[bool, str]]:
-        """Per style id: can it be loaded, and from where (or why not). Nothing is loaded."""
-        return {
-            s.id: (True, "loaded") if self._weights.get(s.id) else availability(
-                s, weights=self.weights.get(s.id), weights_dir=self.weights_dir, cache=self.cache_dir, offline=self.offline)
-            for s in self.styles()
-        }
+        """Per style id: can it be loaded, and from where (or why not). Nothing is loaded.
+
+        A style whose weights failed to load (a download without network, a rejected file) stays unavailable,
+        with the reason, until an attempt succeeds: every conversion of that style tries again.
+        """
+        out = {}
+        for s in self.styles():
+            if self._weights.get(s.id):
+                out[s.id] = (True, "loaded")
+            elif s.id in self._failures:
+                out[s.id] = (False, f"the last attempt failed ({self._failures[s.id]}); tried again on the next "
+                                    "conversion")
+            else:
+                out[s.id] = availability(s, weights=self.weights.get(s.id), weights_dir=self.weights_dir,
+                                         cache=self.cache_dir, offline=self.offline)
+        return out
 
     # -- models -------------------------------------------------------------------------------
     def _key_lock(self, key: object) -> threading.Lock:
@@ -82,9 +95,16 @@ class Registry:
         with self._key_lock(("weights", spec.id)):
             if spec.id not in self._weights:
                 self.loads += 1
-                self._weights[spec.id] = resolve_weights(
-                    spec, weights=self.weights.get(spec.id), weights_dir=self.weights_dir,
-                    cache=self.cache_dir, offline=self.offline, progress=progress)
+                try:
+                    self._weights[spec.id] = resolve_weights(
+                        spec, weights=self.weights.get(spec.id), weights_dir=self.weights_dir,
+                        cache=self.cache_dir, offline=self.offline, progress=progress)
+                except WeightsError as exc:
+                    self._failures[spec.id] = str(exc)
+                    log.warning("the %s style is unavailable: %s", spec.name, exc)
+                    raise
+                if self._failures.pop(spec.id, None) is not None:
+                    log.info("the %s style loaded after an earlier failure", spec.name)
             return self._weights[spec.id]
 
     def get(self, style: str | StyleSpec, device: str | torch.device = "cpu", precision: Precision = "fp32",

@@ -132,6 +132,7 @@ class StylizeApp:
         self._results: deque[Path] = deque()
         self._results_lock = threading.Lock()
         self._availability: tuple[float, dict[str, tuple[bool, str]]] = (0.0, {})
+        self._labels: tuple[str, ...] = ()  # the style choices as the page shows them
         _APPS[id(self)] = self
         # Results by photo content + style + settings (a repeat or an example skips the model), and where
         # conversions run: both chosen by app.py (a Ray backend holds its cache in its replicas).
@@ -170,8 +171,16 @@ class StylizeApp:
     def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
                      request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[tuple[Image.Image, str], str, str]:  # noqa: B008
-        """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job."""
-        path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True)
+        """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job.
+
+        A failure stays readable where the result would be (a toast alone vanishes after a few seconds and leaves
+        bare "Error" badges): the notice area shows it, and a toast says it too. The API still raises.
+        """
+        try:
+            path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True)
+        except gr.Error as exc:
+            gr.Warning(exc.message, title=exc.title)
+            return gr.skip(), None, f"**{exc.title or 'Error'}:** {exc.message}"
         return (before, path), path, text
 
     def _observed(self, image: Any, style: Any, max_side: Any, keep_brightness: Any, request: gr.Request | None,
@@ -271,8 +280,15 @@ class StylizeApp:
     def styles_panel(self) -> str:
         return styles_markdown(self.styles(), self.availability())
 
-    def panels(self) -> tuple[str, str]:
-        return self.memory_panel(), self.styles_panel()
+    def panels(self) -> tuple[str, str, Any]:
+        """The memory panel, the styles panel, and the style choices when a style's availability changed (a failed
+        download marks it unavailable until it loads), else no update (the user's choice stays as it is)."""
+        avail = self.availability()
+        labels = tuple(style_label(s, avail.get(s.id, (False, ""))[0]) for s in self.styles())
+        changed = labels != self._labels
+        self._labels = labels
+        radio = gr.update(choices=list(zip(labels, [s.id for s in self.styles()]))) if changed else gr.skip()
+        return self.memory_panel(), styles_markdown(self.styles(), avail), radio
 
     def stats(self) -> dict:
         """In-flight gauge and limits (``/stats``): proves how many conversions ran at once."""
@@ -469,8 +485,8 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
               f"(peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
     if stats.cached:
-        parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the result cache "
-                 f"({1000 * stats.seconds:.0f} ms; the same photo, style and settings were converted before)."]
+        parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
+                 f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)})."]
     if stats.downscaled:
         ow, oh = stats.original_size
         parts.append(f"Your photo was downscaled from {ow}x{oh} to {stats.input_size[0]}x{stats.input_size[1]} "
@@ -530,8 +546,12 @@ def memory_markdown(app: StylizeApp) -> str:
                  f"{g['failed']} failed")
     if app.last_run:
         s = app.last_run.stats
-        lines.append(f"- Last run: {_style_name(app, s.style)} {s.output_size[0]}x{s.output_size[1]} on {s.device} in {s.seconds:.2f} s, "
-                     f"peak {memory.fmt_bytes(s.peak_memory)} ({s.peak_memory_kind})")
+        what = f"- Last run: {_style_name(app, s.style)} {s.output_size[0]}x{s.output_size[1]}"
+        if s.cached:  # the model did not run: no device time or peak to report
+            lines.append(f"{what} from the cache, converted earlier (answered in {memory.fmt_seconds(s.seconds)})")
+        else:
+            lines.append(f"{what} on {s.device} in {memory.fmt_seconds(s.seconds)}, "
+                         f"peak {memory.fmt_bytes(s.peak_memory)} ({s.peak_memory_kind})")
     loaded = app.registry.loaded()
     if loaded:
         lines.append("- Loaded styles: " + ", ".join(
@@ -558,9 +578,15 @@ def before_image(source: bytes, size: tuple[int, int]) -> Image.Image:
 
 
 def example_rows(app: StylizeApp) -> tuple[list[list[Any]], list[str]]:
+    """Examples only for styles that can run now: those whose weights are on this machine. When none is, and
+    downloads are allowed, the first such style (its download is the first visitor's wait); else no examples."""
     photos = sorted(EXAMPLES_DIR.glob("*.jpg"))
     avail = app.availability()
-    usable = [s for s in app.styles() if avail.get(s.id, (False, ""))[0]] or list(app.styles()[:1])
+    can_run = [s for s in app.styles() if avail.get(s.id, (False, ""))[0]]
+    local = [s for s in can_run if not avail[s.id][1].startswith("downloaded on first use")]
+    usable = local or can_run[:1]
+    if not usable:
+        return [], []
     rows, labels = [], []
     for i, photo in enumerate(photos):
         spec = usable[i % len(usable)]
@@ -613,7 +639,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                 slider = gr.ImageSlider(label="Photo | anime", type="pil", format="png", max_height=420,
                                         buttons=["fullscreen"], interactive=False, elem_id="result")
                 result = gr.File(label="Result (PNG)", file_types=[".png"], interactive=False, elem_id="result-file")
-                note = gr.Markdown(elem_id="notice")
+                note = gr.Markdown(label="Notice", elem_id="notice")  # the label names the API's second output
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 examples_rows, example_labels = example_rows(app)
@@ -645,7 +671,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
             fn.concurrency_id, fn.concurrency_limit = CONVERT_GROUP, workers
 
         timer = gr.Timer(PANEL_EVERY_S)
-        timer.tick(app.panels, outputs=[panel, styles_box], queue=False, concurrency_limit=None,
+        timer.tick(app.panels, outputs=[panel, styles_box, style], queue=False, concurrency_limit=None,
                    concurrency_id=PANEL_GROUP, api_visibility="private", show_progress="hidden")
         gr.api(app.stats, api_name="stats", queue=False, api_visibility="undocumented")
     _name_input_errors(demo, app)

@@ -70,3 +70,29 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         expect(page.locator("#notice")).to_contain_text("Hayao style: 451x300 px", timeout=60_000)
         expect(page.locator("#result-file a[href$='/chelsea-hayao.png']")).to_have_count(1)
         page.close()
+
+
+def test_a_failed_download_stays_readable_and_marks_the_style(browser, tmp_path: Path) -> None:
+    """No weights and no network (downloads allowed, the weights server refuses connections): the error stays in
+    the notice area after 30 s, and the style's label and the Styles panel say it is unavailable, and why."""
+    from playwright.sync_api import expect
+
+    env = {"ANIMEGAN_OFFLINE": "0", "HF_HUB_OFFLINE": "0", "ANIMEGAN_WEIGHTS_MIRROR": "http://127.0.0.1:9/"}
+    with running_app(tmp_path / "app", "--device", "cpu", env=env) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+        expect(page.locator("#styles-panel")).to_contain_text("Hayao: available, downloaded on first use")
+        page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
+        page.locator("#style label", has_text="Hayao").click()
+        page.locator("#convert").click()
+        notice = page.locator("#notice")
+        expect(notice).to_contain_text("could not download", timeout=60_000)
+        expect(page.locator("#style")).to_contain_text("Hayao: Miyazaki", timeout=10_000)
+        expect(page.locator("#style label", has_text="Hayao")).to_contain_text("unavailable", timeout=10_000)
+        expect(page.locator("#styles-panel")).to_contain_text("Hayao: unavailable, the last attempt failed")
+        page.wait_for_timeout(30_000)
+        expect(notice).to_contain_text("could not download")  # still there: not only a vanishing toast
+        expect(notice).to_contain_text("Style unavailable")
+        page.screenshot(path=str(tmp_path / "failed-download.png"), full_page=True)
+        page.close()

@@ -151,3 +151,22 @@ def test_other_styles_and_availability(hayao_pt: Path, tmp_path: Path) -> None:
     assert reg.get("shinkai").spec.id == "shinkai"  # Hayao values under another style's name
     assert reg.availability()["shinkai"] == (True, "loaded")
     assert reg.loads == 1
+
+
+def test_a_failed_load_marks_the_style_until_one_succeeds(hayao_pt: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download that fails (nothing listens on the mirror's port) makes the style unavailable, with the reason;
+    every conversion tries again, and the first that loads makes it available."""
+    from animegan.weights import WeightsError
+
+    monkeypatch.setenv(settings.ENV_MIRROR, "http://127.0.0.1:9/")
+    reg = Registry(cache_dir=tmp_path / "cache", offline=False)
+    assert reg.availability()["hayao"] == (True, "downloaded on first use (8.6 MB)")
+    with pytest.raises(WeightsError, match="could not download"):
+        reg.get("hayao")
+    ok, why = reg.availability()["hayao"]
+    assert not ok and why.startswith("the last attempt failed") and "could not download" in why
+    assert reg.availability()["shinkai"][0]  # the others are not touched
+    reg.weights["hayao"] = hayao_pt  # the retry that works
+    reg.get("hayao")
+    assert reg.availability()["hayao"] == (True, "loaded")
