@@ -103,7 +103,18 @@ log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of
          ", ".join(f"{k} ({'ok' if ok else 'unavailable'})" for k, (ok, _) in registry.availability().items()))
 
 if __name__ == "__main__":
-    # state_session_capacity: Gradio keeps each session's last inputs; with the request-body limit that bounds
-    # the memory every session together can hold.
-    demo.launch(**config.launch_kwargs(), **launch_extra, allowed_paths=[str(EXAMPLES_DIR)], css=CSS,
-                footer_links=["api", "gradio"], state_session_capacity=SESSION_CAPACITY)
+    from animegan.ports import busy_port_message, port_in_use
+
+    if port_in_use(config.host, config.port):  # one readable line and exit 2 (a usage error), not Gradio's traceback
+        print(f"error: {busy_port_message(config.port)}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        # state_session_capacity: Gradio keeps each session's last inputs; with the request-body limit that
+        # bounds the memory every session together can hold.
+        demo.launch(**config.launch_kwargs(), **launch_extra, allowed_paths=[str(EXAMPLES_DIR)], css=CSS,
+                    footer_links=["api", "gradio"], state_session_capacity=SESSION_CAPACITY)
+    except OSError:
+        if not port_in_use(config.host, config.port):  # taken between the check and the launch, or another error
+            raise
+        print(f"error: {busy_port_message(config.port)}", file=sys.stderr)
+        sys.exit(2)

@@ -1,31 +1,43 @@
-"""Command line: ``python -m animegan INPUT [INPUT|DIR ...] --style STYLE [--out DIR] ...``.
+"""Command line.
 
-Each photo becomes ``<stem>_<style>.png`` in ``--out``. A bad file is reported
-and skipped; the exit code is 1 if any photo failed, 2 for unusable arguments
-or missing weights.
+``python -m animegan INPUT [INPUT|DIR ...] --style STYLE [--out DIR] ...`` converts photos: each becomes
+``<stem>_<style>.png`` in ``--out`` (``imaging.result_name``), and one line per written file (path, size,
+seconds) goes to stdout unless ``--quiet``. A bad file is reported and skipped; the exit code is 1 if any photo
+failed, 2 for unusable arguments or missing weights.
+
+``python -m animegan download [STYLE ...] [--to DIR]`` gets weights ready before they are needed (all styles by
+default): found locally or downloaded, verified, converted and cached; ``--to`` also writes ``<style>.pt`` files
+into DIR for ``--weights-dir`` on an offline machine or in a Docker image. The exit code is 1 if any style
+could not be made ready, 2 for unusable arguments. A photo file named ``download`` is given as ``./download``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from . import imaging
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory, default_precision
-from .memory import parse_bytes, resolve_device
+from .memory import fmt_bytes, parse_bytes, resolve_device
 from .options import RunOptions
 from .registry import Registry
 from .styles import UnknownStyleError, style_ids
-from .weights import WeightsError
+from .weights import WeightsError, WeightsOrigin
+from .weights.folder import write_weights_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+DOWNLOAD = "download"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m animegan", description="Turn photos into anime art (AnimeGANv2).")
+    p = argparse.ArgumentParser(prog="python -m animegan", description="Turn photos into anime art (AnimeGANv2).",
+                                epilog="Get weights ready first (all styles, or some; --to DIR fills a weights "
+                                       "folder): python -m animegan download [STYLE ...] [--to DIR]. "
+                                       "A photo named 'download' is given as ./download.")
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders (folders are walked for images)")
     p.add_argument("--style", default="hayao", help=f"style id or name: {style_ids()} (default: hayao)")
     src = p.add_mutually_exclusive_group()
@@ -41,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default: free VRAM minus a margin, "
                    "or 2 GiB of RAM); larger photos run in tiles with whole-image statistics")
     p.add_argument("--tile", type=int, default=None, help="0: never tile; N: always N px tiles (default: from the budget)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors (no progress, no line per written file)")
     args = p.parse_args(argv)
     if args.max_side is not None and args.max_side < 0:
         p.error("--max-side must be 0 (native size) or a positive number of pixels")
@@ -53,6 +66,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def parse_download_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m animegan download",
+        description="Get styles' weights ready: take them from the weights folder or the cache, or download them "
+                    "(size and git SHA-1 checked while streaming), convert and cache them. With --to, also write "
+                    "<style>.pt files that --weights-dir / ANIMEGAN_WEIGHTS_DIR accept (offline machines, Docker builds).")
+    p.add_argument("styles", nargs="*", metavar="STYLE", help="style ids or names (default: every style)")
+    p.add_argument("--to", type=Path, metavar="DIR", help="also write <style>.pt into DIR (atomically)")
+    p.add_argument("--weights-dir", type=Path, help="take weights from this folder when it has them")
+    p.add_argument("--offline", action="store_true", help="never download: only the weights folder and the cache")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    return p.parse_args(argv)
+
+
 def collect(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in inputs:
@@ -63,12 +90,28 @@ def collect(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def written_line(path: Path, size: int, seconds: float) -> str:
+    """One line per written file, for scripts and logs as much as for people: path, size, seconds."""
+    return f"{path}  {fmt_bytes(size)}  {seconds:.2f} s"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == DOWNLOAD:
+        if Path(DOWNLOAD).exists():
+            print(f"note: '{DOWNLOAD}' is the weights command; to convert the file named {DOWNLOAD}, "
+                  f"write ./{DOWNLOAD}", file=sys.stderr)
+        return download_main(argv[1:])
+    return convert_main(argv)
+
+
+def convert_main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     registry = Registry(
         weights_dir=args.weights_dir, offline=True if args.offline else None,
         weights={args.style.lower(): args.weights} if args.weights else None,
+        origin=WeightsOrigin.from_flags(offline=args.offline, weights_dir=args.weights_dir is not None),
     )
     try:
         spec = registry.style(args.style)
@@ -89,23 +132,61 @@ def main(argv: list[str] | None = None) -> int:
     convert = LocalConverter(registry)
     failed = 0
     written: set[Path] = set()
-    for path in tqdm(files, unit="photo", disable=None):
+    for path in tqdm(files, unit="photo", disable=True if args.quiet else None):
+        start = time.perf_counter()
         try:
             result = convert(path, options)
-            target = args.out / f"{path.stem}_{spec.id}.png"
-            n = 2
+            n = 1
+            target = args.out / imaging.result_name(path.stem, spec.id)
             while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
-                target = args.out / f"{path.stem}_{spec.id}_{n}.png"
                 n += 1
-            target.write_bytes(imaging.encode_png(result.image))
+                target = args.out / imaging.result_name(path.stem, spec.id, n=n)
+            data = imaging.encode_png(result.image)
+            target.write_bytes(data)
             written.add(target)
-            for notice in result.stats.notices:
-                tqdm.write(f"{path}: {notice}")
+            if not args.quiet:
+                for notice in result.stats.notices:  # stderr: stdout stays one line per written file, for scripts
+                    tqdm.write(f"{path}: {notice}", file=sys.stderr)
+                tqdm.write(written_line(target, len(data), time.perf_counter() - start), file=sys.stdout)
         except (imaging.InvalidImageError, OutOfMemory, ConversionTimeout, OSError) as exc:
             failed += 1
             tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(files)} photos failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def download_main(argv: list[str]) -> int:
+    args = parse_download_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    registry = Registry(weights_dir=args.weights_dir, offline=True if args.offline else None,
+                        origin=WeightsOrigin.from_flags(offline=args.offline, weights_dir=args.weights_dir is not None))
+    try:
+        specs = [registry.style(s) for s in args.styles] if args.styles else list(registry.styles())
+    except UnknownStyleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    specs = list(dict.fromkeys(specs))
+    failed = 0
+    for spec in specs:  # the byte progress bars come from the download itself (shown on a terminal only)
+        start = time.perf_counter()
+        try:
+            weights = registry.weights_for(spec)
+            line = f"{spec.id}: ready, from {weights.source}"
+            if args.to is not None:
+                target, changed = write_weights_file(weights.state_dict, args.to, spec.id)
+                line = (f"{spec.id}: {written_line(target.absolute(), target.stat().st_size, time.perf_counter() - start)}"
+                        f"{'' if changed else ' (unchanged)'}, from {weights.source}")
+            else:
+                line += f" ({time.perf_counter() - start:.2f} s)"
+            if not args.quiet:
+                print(line, flush=True)
+        except (WeightsError, OSError) as exc:
+            failed += 1
+            print(f"error: {spec.id}: {exc}", file=sys.stderr, flush=True)
+        registry.unload(spec.id)  # one style's tensors at a time
+    if failed:
+        print(f"{failed} of {len(specs)} styles are not ready", file=sys.stderr)
     return 1 if failed else 0
 
 

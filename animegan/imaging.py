@@ -230,3 +230,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two 8-bit images in dB (inf when equal): how fidelity is judged everywhere."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+
+
+def result_name(stem: str, style: str, ext: str = "png", n: int = 1) -> str:
+    """The one naming rule for results (CLI and web UI): ``<stem>_<style>.png``, ``_2``, ``_3``... for repeats."""
+    return f"{stem}_{style}{'' if n <= 1 else f'_{n}'}.{ext.lstrip('.')}"

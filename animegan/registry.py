@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +19,7 @@ import torch
 
 from .model import Generator
 from .styles import StyleSpec, get_style, load_styles
-from .weights import LoadedWeights, WeightsError, availability, resolve_weights
+from .weights import LoadedWeights, WeightsError, WeightsOrigin, availability, resolve_weights
 from .weights.download import Progress
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,13 @@ class Registry:
 
     def __init__(self, *, styles_dir: Path | None = None, weights_dir: Path | None = None,
                  weights: dict[str, Path] | None = None, cache_dir: Path | None = None,
-                 offline: bool | None = None) -> None:
+                 offline: bool | None = None, origin: WeightsOrigin | None = None) -> None:
         self.styles_dir = styles_dir
         self.weights_dir = weights_dir
         self.weights = {k.lower(): Path(v) for k, v in (weights or {}).items()}  # style id -> explicit file
         self.cache_dir = cache_dir
         self.offline = offline
+        self.origin = origin  # how --offline / --weights-dir were set: messages name what the user typed
         self._lock = threading.Lock()
         self._key_locks: dict[object, threading.Lock] = {}
         self._models: dict[ModelKey, LoadedModel] = {}
@@ -83,7 +85,7 @@ class Registry:
                                     "conversion")
             else:
                 out[s.id] = availability(s, weights=self.weights.get(s.id), weights_dir=self.weights_dir,
-                                         cache=self.cache_dir, offline=self.offline)
+                                         cache=self.cache_dir, offline=self.offline, origin=self.origin)
         return out
 
     # -- models -------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ class Registry:
                 try:
                     self._weights[spec.id] = resolve_weights(
                         spec, weights=self.weights.get(spec.id), weights_dir=self.weights_dir,
-                        cache=self.cache_dir, offline=self.offline, progress=progress)
+                        cache=self.cache_dir, offline=self.offline, progress=progress, origin=self.origin)
                 except WeightsError as exc:
                     self._failures[spec.id] = str(exc)
                     log.warning("the %s style is unavailable: %s", spec.name, exc)
@@ -106,6 +108,10 @@ class Registry:
                 if self._failures.pop(spec.id, None) is not None:
                     log.info("the %s style loaded after an earlier failure", spec.name)
             return self._weights[spec.id]
+
+    def weights_for(self, style: str | StyleSpec, progress: Progress | None = None) -> LoadedWeights:
+        """A style's verified, converted weights (downloaded and cached if needed), without building a model."""
+        return self._state(self.style(style), progress)
 
     def get(self, style: str | StyleSpec, device: str | torch.device = "cpu", precision: Precision = "fp32",
             progress: Progress | None = None) -> LoadedModel:
@@ -129,6 +135,27 @@ class Registry:
                 self._models[key] = LoadedModel(key, spec, model, weights.source, weights.fingerprint, nbytes,
                                                 time.perf_counter() - start)
             return self._models[key]
+
+    def preload(self, styles: Iterable[str | StyleSpec] | None = None, device: str | torch.device = "auto",
+                precision: Precision | None = None) -> dict[str, LoadedModel | WeightsError]:
+        """Load styles' models now (all styles by default), so no first visitor waits for a download.
+
+        Returns, per style id, the model or the weights error that stopped it (the other styles still load);
+        an unknown style name raises :class:`UnknownStyleError` before anything loads (a configuration mistake).
+        ``device`` and ``precision`` must be what ``stylize()`` will ask for: ``auto`` and None pick the same defaults.
+        """
+        from .engine import default_precision  # the engine imports this module
+        from .memory import resolve_device
+
+        specs = [self.style(s) for s in styles] if styles is not None else list(self.styles())
+        dev = resolve_device(device)
+        outcome: dict[str, LoadedModel | WeightsError] = {}
+        for spec in dict.fromkeys(specs):
+            try:
+                outcome[spec.id] = self.get(spec, dev, precision or default_precision(dev))
+            except WeightsError as exc:
+                outcome[spec.id] = exc
+        return outcome
 
     def unload(self, style: str | None = None) -> int:
         """Drop a style's models and weights (all styles if None); returns how many models were freed."""

@@ -29,6 +29,11 @@ def offline() -> bool:
     return flags.offline()
 
 
+def offline_variables() -> list[str]:
+    """The offline variables that are set, so a message can name the one the user actually set."""
+    return [name for name in (ENV_OFFLINE, ENV_HF_OFFLINE) if env_flag(name)]
+
+
 def cache_dir() -> Path:
     if os.environ.get(ENV_CACHE_DIR):
         return Path(os.environ[ENV_CACHE_DIR]).expanduser()

@@ -226,7 +226,7 @@ class StylizeApp:
                 result, gpus = self._run(id(self), source, portable, time_left, on_bytes, on_tile)
                 watch.check()
                 progress(0.95, desc="Encoding PNG")
-                path = self._save(result.image, f"{name}-{spec.id}.png", result.png)
+                path = self._save(result.image, imaging.result_name(name, spec.id), result.png)
                 before = before_image(source, result.image.size) if want_before else None
                 Deadline(options.deadline, options.timeout_s).check("while encoding the result")
             except gr.Error:

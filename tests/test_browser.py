@@ -54,7 +54,7 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         page.locator("#convert").click()
         expect(page.locator("#notice")).to_contain_text("Hayao style: 512x512 px", timeout=60_000)
         expect(page.locator("#result img")).to_have_count(2)  # the before/after slider
-        expect(page.locator("#result-file a[href$='/astronaut-hayao.png']")).to_have_count(1)  # the PNG download
+        expect(page.locator("#result-file a[href$='/astronaut_hayao.png']")).to_have_count(1)  # the PNG download
         expect(panel).to_contain_text("Last run: Hayao 512x512", timeout=5_000)
         expect(panel).to_contain_text("Loaded styles: Hayao (cpu")
         page.mouse.move(0, 0)
@@ -68,7 +68,7 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         # An example runs on first use (lazy cache, same concurrency group) and fills inputs and result.
         page.locator("button", has_text="Chelsea · Hayao").click()
         expect(page.locator("#notice")).to_contain_text("Hayao style: 451x300 px", timeout=60_000)
-        expect(page.locator("#result-file a[href$='/chelsea-hayao.png']")).to_have_count(1)
+        expect(page.locator("#result-file a[href$='/chelsea_hayao.png']")).to_have_count(1)
         page.close()
 
 

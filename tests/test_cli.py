@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from animegan.memory import fmt_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,6 +21,19 @@ def run_cli(*args: str | Path, cwd: Path, cache: Path) -> subprocess.CompletedPr
     env.update(ANIMEGAN_CACHE_DIR=str(cache), ANIMEGAN_OFFLINE="1", PYTHONPATH=str(REPO))  # never the network
     return subprocess.run([sys.executable, "-m", "animegan", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=180)
+
+
+def assert_written_lines(stdout: str, out: Path) -> None:
+    """Stdout is a pipe here, not a terminal: still one line per written file (path, size, seconds) and nothing else."""
+    lines = stdout.splitlines()
+    files = sorted(out.iterdir())
+    assert len(lines) == len(files), stdout
+    for line in lines:
+        m = re.fullmatch(r"(.+)  (\d+(?:\.\d+)? (?:B|KB|MB))  (\d+\.\d\d) s", line)
+        assert m, line
+        path = Path(m.group(1))
+        assert path.resolve() in [f.resolve() for f in files]
+        assert m.group(2) == fmt_bytes(path.stat().st_size) and 0 < float(m.group(3)) < 120
 
 
 def small_copy(photo: Path, target: Path, size: tuple[int, int]) -> Path:
@@ -39,8 +55,10 @@ def test_photos_folder_and_a_bad_file(photos: dict[str, Path], hayao_pt: Path, t
                 "--max-side", "96", cwd=tmp_path, cache=tmp_path / "cache")
     assert r.returncode == 1, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["cars_hayao.png", "kyoto_hayao.png", "railway_crossing_hayao.png"]
+    assert_written_lines(r.stdout, out)
     assert "broken.jpg" in r.stderr and "skipped" in r.stderr
     assert "1 of 4 photos failed" in r.stderr
+    assert "railway_crossing.jpg: downscaled from 1024x682 to 96x64" in r.stderr  # notices: stderr, like errors
     with Image.open(out / "railway_crossing_hayao.png") as im:
         assert max(im.size) == 96 and im.mode == "RGB"
     with Image.open(out / "kyoto_hayao.png") as im:
@@ -75,8 +93,29 @@ def test_missing_weights_offline(photos: dict[str, Path], tmp_path: Path, monkey
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: weights for style 'Shinkai' are not available offline")
-    assert "Shinkai-53.ckpt.index" in err and "ANIMEGAN_OFFLINE" in err and str(tmp_path / "empty-cache") in err
+    assert "Shinkai-53.ckpt.index" in err and str(tmp_path / "empty-cache") in err
+    # what the user typed (--offline), not the variables they did not set
+    assert "(--offline was given)" in err and "run without --offline" in err and "ANIMEGAN_OFFLINE" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_names_the_full_weights_dir(photos: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A local user gets the full path of a relative --weights-dir, and the variable that made it offline."""
+    from animegan.__main__ import main
+
+    monkeypatch.delenv("ANIMEGAN_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("ANIMEGAN_OFFLINE", "1")
+    monkeypatch.setenv("ANIMEGAN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    assert main([str(photos["railway_crossing"]), "--style", "paprika", "--weights-dir", "w"]) == 2
+    err = capsys.readouterr().err
+    assert f"in {tmp_path / 'w'} (the --weights-dir folder)" in err
+    assert "(ANIMEGAN_OFFLINE is set)" in err and "unset ANIMEGAN_OFFLINE to download" in err
+    assert "HF_HUB_OFFLINE" not in err and "--offline" not in err
 
 
 def test_unknown_style(photos: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,3 +154,39 @@ def test_same_stem_in_two_folders_keeps_both(photos: dict[str, Path], hayao_pt: 
     code = main([str(tmp_path / "in"), "--weights", str(hayao_pt), "--device", "cpu", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["IMG_0001_hayao.png", "IMG_0001_hayao_2.png", "IMG_0001_hayao_3.png"]
+
+
+def test_quiet_prints_nothing_on_success(photos: dict[str, Path], hayao_pt: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from animegan.__main__ import main
+
+    photo = small_copy(photos["railway_crossing"], tmp_path / "a.png", (24, 16))
+    assert main([str(photo), "--weights", str(hayao_pt), "--device", "cpu", "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert (tmp_path / "out" / "a_hayao.png").is_file()
+    assert main([str(photo), "--weights", str(hayao_pt), "--device", "cpu", "--out", str(tmp_path / "out2")]) == 0
+    assert_written_lines(capsys.readouterr().out, tmp_path / "out2")
+
+
+def test_result_name_is_the_documented_rule() -> None:
+    from animegan.imaging import result_name
+
+    assert result_name("astronaut", "hayao") == "astronaut_hayao.png"
+    assert result_name("IMG_0001", "shinkai", "png", n=3) == "IMG_0001_shinkai_3.png"
+    assert result_name("a.b", "paprika", ".png", n=1) == "a.b_paprika.png"
+    assert "`<stem>_<style>.png`" in (REPO / "README.md").read_text()
+
+
+def test_a_photo_named_download(photos: dict[str, Path], hayao_pt: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """'download' is the weights command; ./download is the photo. Asking for the command says so when the file exists."""
+    from animegan.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    small_copy(photos["railway_crossing"], tmp_path / "x.png", (24, 16)).rename(tmp_path / "download")
+    assert main(["./download", "--weights", str(hayao_pt), "--device", "cpu", "--out", "out"]) == 0
+    assert (tmp_path / "out" / "download_hayao.png").is_file()
+    capsys.readouterr()
+    assert main(["download", "ghibli"]) == 2  # the command (an unknown style: nothing is fetched)
+    err = capsys.readouterr().err
+    assert "to convert the file named download, write ./download" in err and "unknown style 'ghibli'" in err

@@ -76,7 +76,7 @@ def test_alpha_is_kept(registry, small_photo: Image.Image) -> None:
     alpha = np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))
     alpha[:10] = 0
     rgba = small_photo.copy()
-    rgba.putalpha(Image.fromarray(alpha, "L"))
+    rgba.putalpha(Image.fromarray(alpha))
     result = stylize(rgba, registry=registry, device="cpu", max_side=0)
     assert result.image.mode == "RGBA" and result.image.size == (w, h)
     np.testing.assert_array_equal(np.asarray(result.image.getchannel("A")), alpha)

@@ -31,11 +31,14 @@ def make_image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     w, h = size
     if mode in ("I", "I;16"):
-        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16 if mode == "I;16" else np.int32), mode)
+        # Pillow 13 drops fromarray's mode argument: the dtype alone picks I;16 (uint16) or I (int32)
+        im = Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16 if mode == "I;16" else np.int32))
+        assert im.mode == mode
+        return im
     if mode == "F":
-        return Image.fromarray(rng.normal(128, 80, (h, w)).astype(np.float32), "F")
+        return Image.fromarray(rng.normal(128, 80, (h, w)).astype(np.float32))
     if mode in ("P", "P+t", "PA"):
-        im = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "P")
+        im = Image.frombytes("P", size, rng.integers(0, 256, (h, w), dtype=np.uint8).tobytes())
         im.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
         if mode == "P+t":
             im.info["transparency"] = int(rng.integers(0, 256))
@@ -43,7 +46,7 @@ def make_image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
             im = im.convert("PA")
         return im
     if mode == "1":
-        return Image.fromarray(rng.integers(0, 2, (h, w), dtype=np.uint8) * 255, "L").convert("1")
+        return Image.fromarray(rng.integers(0, 2, (h, w), dtype=np.uint8) * 255).convert("1")
     bands = len(Image.new(mode, (1, 1)).getbands())
     data = rng.integers(0, 256, (h, w, bands), dtype=np.uint8)
     return Image.frombytes(mode, size, data.tobytes())
@@ -87,13 +90,13 @@ def test_max_side_keeps_the_aspect_and_never_upscales(mode: str, size: tuple[int
 @given(size=sizes, seed=st.integers(0, 2**16))
 def test_rgb_and_alpha_pass_through_unchanged(size: tuple[int, int], seed: int) -> None:
     rgba = np.asarray(make_image("RGBA", size, seed))
-    photo = load_photo(Image.fromarray(rgba, "RGBA"))
+    photo = load_photo(Image.fromarray(rgba))
     assert np.array_equal(photo.rgb, rgba[..., :3]) and np.array_equal(photo.alpha, rgba[..., 3])
     assert np.array_equal(load_photo(rgba[..., :3].copy()).rgb, rgba[..., :3])  # ndarray input, same pixels
     grey = rgba[..., 0].copy()
-    out = load_photo(Image.fromarray(grey, "L")).rgb
+    out = load_photo(Image.fromarray(grey)).rgb
     assert all(np.array_equal(out[..., c], grey) for c in range(3))
-    la = load_photo(Image.fromarray(rgba[..., :2].copy(), "LA"))
+    la = load_photo(Image.fromarray(rgba[..., :2].copy()))
     assert np.array_equal(la.alpha, rgba[..., 1]) and np.array_equal(la.rgb[..., 2], rgba[..., 0])
 
 
@@ -151,7 +154,7 @@ def test_arbitrary_bytes_are_an_image_or_a_clear_error(data: bytes) -> None:
 
 def _encoded(fmt: str) -> bytes:
     rng = np.random.default_rng(7)
-    im = Image.fromarray(rng.integers(0, 256, (40, 56, 4), dtype=np.uint8), "RGBA")
+    im = Image.fromarray(rng.integers(0, 256, (40, 56, 4), dtype=np.uint8))
     if fmt == "JPEG":
         im = im.convert("RGB")
     if fmt == "GIF":

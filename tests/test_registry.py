@@ -7,6 +7,7 @@ import tomllib
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import all_at_once
 
@@ -170,3 +171,27 @@ def test_a_failed_load_marks_the_style_until_one_succeeds(hayao_pt: Path, tmp_pa
     reg.weights["hayao"] = hayao_pt  # the retry that works
     reg.get("hayao")
     assert reg.availability()["hayao"] == (True, "loaded")
+
+
+# --- preload (the app's --preload) -------------------------------------------------------------------
+
+def test_preload_loads_what_stylize_uses_and_reports_each_failure(fresh: Registry) -> None:
+    from animegan import stylize
+    from animegan.weights import WeightsMissingError
+
+    outcome = fresh.preload(device="cpu")
+    assert list(outcome) == STYLE_IDS
+    assert outcome["hayao"].key.device == "cpu" and outcome["hayao"].key.precision == "fp32"
+    for sid in ("shinkai", "paprika"):  # offline, no files: the reason, not an exception, and the others still load
+        assert isinstance(outcome[sid], WeightsMissingError) and sid in str(outcome[sid])
+    assert fresh.loads == 3 and len(fresh.loaded()) == 1
+    assert fresh.get("hayao", "cpu", "fp32") is outcome["hayao"]
+    stylize(np.zeros((8, 8, 3), np.uint8), "hayao", registry=fresh, device="cpu")  # the preloaded model serves it
+    assert fresh.loads == 3 and len(fresh.loaded()) == 1
+
+
+def test_preload_some_styles_by_name_and_refuse_unknown(fresh: Registry) -> None:
+    assert list(fresh.preload(["Hayao", "hayao"], device="cpu")) == ["hayao"]  # names accepted, duplicates once
+    with pytest.raises(UnknownStyleError, match="ghibli"):
+        fresh.preload(["hayao", "ghibli"], device="cpu")
+    assert fresh.loads == 1

@@ -501,3 +501,93 @@ def test_two_processes_download_once(server: FileServer, stand_in, expected, tmp
     assert leftovers(cache) == {cached.name}
     assert same_tensors(load_pt(cached), expected)
     assert len(server.requests) == 2  # one process downloaded; the other waited on the lock and read the cache
+
+
+# --- messages name what the user set (issue 14, items 4 and 7) -------------------------------------
+
+def test_offline_message_names_the_flag_not_the_variables(tmp_path: Path) -> None:
+    from animegan.weights import WeightsOrigin
+
+    spec = get_style("shinkai")
+    origin = WeightsOrigin.from_flags(offline=True, weights_dir=True)
+    with pytest.raises(WeightsMissingError) as info:
+        resolve_weights(spec, weights_dir=Path("w"), cache=tmp_path / "cache", offline=True, origin=origin)
+    message = str(info.value)
+    assert "(--offline was given)" in message and "run without --offline" in message
+    assert f"in {Path('w').absolute()} (the --weights-dir folder)" in message  # the full path, not "in w"
+    assert settings.ENV_OFFLINE not in message and settings.ENV_HF_OFFLINE not in message
+    assert settings.ENV_WEIGHTS_DIR not in message
+    assert f"the cache {tmp_path / 'cache'}." in message
+    assert "python -m animegan download shinkai --to DIR" in message
+
+
+@pytest.mark.parametrize("variables", [[settings.ENV_OFFLINE], [settings.ENV_HF_OFFLINE],
+                                       [settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE]])
+def test_offline_message_names_the_variables_that_are_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          variables: list[str]) -> None:
+    for name in variables:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv(settings.ENV_WEIGHTS_DIR, str(tmp_path / "from-env"))
+    spec = get_style("paprika")
+    ok, why = availability(spec, cache=tmp_path / "cache")  # offline=None: decided by the environment
+    assert not ok
+    assert f"unset {' and '.join(variables)} to download" in why
+    assert "--offline" not in why
+    for name in {settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE} - set(variables):
+        assert name not in why
+    assert f"{tmp_path / 'from-env'} (the {settings.ENV_WEIGHTS_DIR} folder)" in why
+    with pytest.raises(WeightsMissingError) as info:
+        resolve_weights(spec, cache=tmp_path / "cache", offline=True)  # the app passes a bool read from the variable
+    assert str(info.value) == why
+
+
+def test_offline_message_for_python_callers(tmp_path: Path) -> None:
+    with pytest.raises(WeightsMissingError) as info:
+        resolve_weights(get_style("hayao"), weights_dir=tmp_path / "mine", cache=tmp_path / "cache", offline=True)
+    message = str(info.value)
+    assert "(offline=True was passed)" in message and "pass offline=False" in message
+    assert f"{tmp_path / 'mine'} (the weights_dir folder)" in message
+
+
+def test_rejected_file_keeps_our_sentence_whole_then_pytorchs(tmp_path: Path, expected) -> None:
+    """Item 7: the message was cut mid-sentence ("... Re-running `torch.); the file is ...")."""
+    path = _malicious_pt(tmp_path / "evil.pt", tmp_path / "pwned", expected)
+    with pytest.raises(WeightsIntegrityError) as info:
+        load_pt(path)
+    message = str(info.value)
+    ours = (f"{path} could not be read as plain tensors: the file is truncated, corrupted, or not a weights-only "
+            "state dict. Replace it. (PyTorch: UnpicklingError: ")
+    assert message.startswith(ours) and message.endswith(")")
+    theirs = message[len(ours):-1]
+    assert "Weights only load failed" in theirs
+    assert theirs.endswith((".", "...")) and " ." not in theirs and not theirs.endswith("`torch.")
+    assert len(message) < len(ours) + 320
+
+
+def test_long_library_text_is_cut_after_a_sentence_or_word() -> None:
+    from animegan.weights.store import _first_sentences
+
+    assert _first_sentences("short one.\nsecond line") == "short one."
+    assert _first_sentences("A" * 10 + ". " + "b " * 200) == "A" * 10 + "."
+    cut = _first_sentences("word " * 100)
+    assert cut.endswith("word ...") and len(cut) <= 304
+    assert _first_sentences("\n\n") == "no details"
+
+
+# --- a weights folder for offline machines (download --to) ------------------------------------------
+
+def test_written_weights_file_is_what_the_folder_loader_takes(expected, tmp_path: Path) -> None:
+    from animegan.weights.folder import write_weights_file
+
+    folder = tmp_path / "weights"
+    path, changed = write_weights_file(expected, folder, "hayao")
+    assert changed and path == folder / "hayao.pt" and os.stat(path).st_mode & 0o777 == 0o644
+    got = resolve_weights(get_style("hayao"), weights_dir=folder, cache=tmp_path / "cache", offline=True)
+    assert got.source == str(path) and same_tensors(got.state_dict, expected)
+    mtime = path.stat().st_mtime_ns
+    assert write_weights_file(expected, folder, "hayao") == (path, False)  # identical: left alone
+    assert path.stat().st_mtime_ns == mtime
+    path.write_bytes(path.read_bytes()[:1000])  # damaged: replaced
+    assert write_weights_file(expected, folder, "hayao") == (path, True)
+    assert same_tensors(load_pt(path), expected)
+    assert sorted(p.name for p in folder.iterdir()) == ["hayao.pt"]  # no temporary files left

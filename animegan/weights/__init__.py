@@ -1,8 +1,8 @@
 """Weights: resolve -> download -> verify -> read TF bundle -> convert -> cache."""
-from .errors import WeightsDownloadError, WeightsError, WeightsIntegrityError, WeightsMissingError
+from .errors import WeightsDownloadError, WeightsError, WeightsIntegrityError, WeightsMissingError, WeightsOrigin
 from .store import LoadedWeights, availability, load_pt, resolve_weights
 
 __all__ = [
     "LoadedWeights", "WeightsDownloadError", "WeightsError", "WeightsIntegrityError", "WeightsMissingError",
-    "availability", "load_pt", "resolve_weights",
+    "WeightsOrigin", "availability", "load_pt", "resolve_weights",
 ]

@@ -72,7 +72,9 @@ def download(url: str, dest: Path, size: int, git_sha1: str, *, progress: Progre
         raise WeightsDownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # HTTPException: e.g. a cut chunked body
         reason = getattr(exc, "reason", exc)
-        raise WeightsDownloadError(f"{url}: could not download ({reason}); check the network or use local weights") from exc
+        raise WeightsDownloadError(
+            f"{url}: could not download ({reason}); check the network, or put the weights in a folder given by "
+            "--weights-dir (`python -m animegan download --to DIR` fills one on a machine with network)") from exc
     finally:
         if bar is not None:
             bar.close()

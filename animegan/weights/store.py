@@ -22,7 +22,7 @@ from .. import settings
 from ..styles import StyleSpec
 from .convert import check_state_dict, convert_tf_checkpoint
 from .download import Progress, download
-from .errors import WeightsError, WeightsIntegrityError, WeightsMissingError
+from .errors import WeightsError, WeightsIntegrityError, WeightsMissingError, WeightsOrigin
 from .tfbundle import CheckpointError, data_path_for, index_path_for
 
 StateDict = dict[str, torch.Tensor]
@@ -52,8 +52,8 @@ def load_pt(path: Path) -> StateDict:
         raise
     except Exception as exc:  # torch raises many kinds for truncated/tampered files; all mean the same here
         raise WeightsIntegrityError(
-            f"{path} could not be read as plain tensors ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-            "the file is truncated, corrupted, or not a weights-only state dict. Replace it."
+            f"{path} could not be read as plain tensors: the file is truncated, corrupted, or not a weights-only "
+            f"state dict. Replace it. (PyTorch: {type(exc).__name__}: {_first_sentences(str(exc))})"
         ) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -64,6 +64,16 @@ def load_pt(path: Path) -> StateDict:
     except CheckpointError as exc:
         raise WeightsIntegrityError(str(exc)) from exc
     return {k: v.float() for k, v in obj.items()}
+
+
+def _first_sentences(text: str, limit: int = 300) -> str:
+    """The start of a library's message, cut after a whole sentence (or word), never mid-word."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no details")
+    if len(line) <= limit:
+        return line
+    head = line[:limit]
+    end = head.rfind(". ")
+    return head[: end + 1] if end > 0 else head.rsplit(" ", 1)[0] + " ..."
 
 
 def load_tf(prefix: Path) -> StateDict:
@@ -136,33 +146,64 @@ def _write_cache(spec: StyleSpec, cache: Path, state: StateDict) -> Path:
     return final
 
 
-def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path) -> str:
+def _offline_words(origin: WeightsOrigin) -> tuple[str, str]:
+    """(why downloading is off, how to turn it back on), naming what the user actually set."""
+    if origin.offline:
+        return f"{origin.offline} was given", f"run without {origin.offline}"
+    variables = settings.offline_variables()
+    if variables:
+        names = " and ".join(variables)
+        return f"{names} {'is' if len(variables) == 1 else 'are'} set", f"unset {names}"
+    return "offline=True was passed", "pass offline=False"
+
+
+def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path, origin: WeightsOrigin | None = None,
+                    weights_dir_label: str | None = None) -> str:
+    """Why a style cannot load offline and the ways out, with full paths (the web UI shortens them itself).
+
+    ``weights_dir_label`` names where the folder came from (``--weights-dir``, the variable, or an argument).
+    """
+    origin = origin or WeightsOrigin()
     names = " and ".join(f.name for f in spec.files)
-    where = weights_dir or f"a folder named by {settings.ENV_WEIGHTS_DIR}"
+    if weights_dir is not None:
+        label = origin.weights_dir or weights_dir_label or "weights_dir"
+        where = f"{Path(weights_dir).expanduser().absolute()} (the {label} folder)"
+    else:
+        where = f"a folder named by --weights-dir or {settings.ENV_WEIGHTS_DIR}"
+    why, undo = _offline_words(origin)
     return (
-        f"weights for style '{spec.name}' are not available offline. Put {spec.id}.pt, or the upstream files "
-        f"{names} (from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or allow downloading by unsetting "
-        f"{settings.ENV_OFFLINE} and {settings.ENV_HF_OFFLINE} (they will be cached in {cache})."
+        f"weights for style '{spec.name}' are not available offline ({why}). Put {spec.id}.pt, or the upstream files "
+        f"{names} (from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or {undo} to download them once into "
+        f"the cache {Path(cache).expanduser().absolute()}. On a machine with network, "
+        f"`python -m animegan download {spec.id} --to DIR` fills such a folder."
     )
+
+
+def _weights_dir(weights_dir: Path | None) -> tuple[Path | None, str | None]:
+    """The folder to search and where it came from: the argument, else the environment variable."""
+    if weights_dir is not None:
+        return Path(weights_dir), None
+    from_env = settings.weights_dir()
+    return from_env, settings.ENV_WEIGHTS_DIR if from_env is not None else None
 
 
 def resolve_weights(spec: StyleSpec, *, weights: Path | None = None, weights_dir: Path | None = None,
                     cache: Path | None = None, offline: bool | None = None,
-                    progress: Progress | None = None) -> LoadedWeights:
+                    progress: Progress | None = None, origin: WeightsOrigin | None = None) -> LoadedWeights:
     """The one way to get a style's weights; see the module docstring for the order."""
     if weights is not None:
         state = _load_path(Path(weights).expanduser())
         return LoadedWeights(state, str(weights), fingerprint(state))
-    weights_dir = weights_dir or settings.weights_dir()
+    weights_dir, dir_label = _weights_dir(weights_dir)
     if weights_dir is not None:
-        found = _find_in_dir(spec, Path(weights_dir))
+        found = _find_in_dir(spec, weights_dir)
         if found is not None:
             state = _load_path(found)
             return LoadedWeights(state, str(found), fingerprint(state))
     cache = Path(cache) if cache is not None else settings.cache_dir()
     offline = settings.offline() if offline is None else offline
     if offline and not cache.is_dir():
-        raise WeightsMissingError(missing_message(spec, weights_dir, cache))
+        raise WeightsMissingError(missing_message(spec, weights_dir, cache, origin, dir_label))
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -172,7 +213,7 @@ def resolve_weights(spec: StyleSpec, *, weights: Path | None = None, weights_dir
         if hit is not None:
             return LoadedWeights(hit[0], str(hit[1]), fingerprint(hit[0]))
         if offline:
-            raise WeightsMissingError(missing_message(spec, weights_dir, cache))
+            raise WeightsMissingError(missing_message(spec, weights_dir, cache, origin, dir_label))
         state = _download_and_convert(spec, cache, progress)
         path = _write_cache(spec, cache, state)
         return LoadedWeights(state, str(path), fingerprint(state))
@@ -191,18 +232,19 @@ def _download_and_convert(spec: StyleSpec, cache: Path, progress: Progress | Non
 
 
 def availability(spec: StyleSpec, *, weights: Path | None = None, weights_dir: Path | None = None,
-                 cache: Path | None = None, offline: bool | None = None) -> tuple[bool, str]:
+                 cache: Path | None = None, offline: bool | None = None,
+                 origin: WeightsOrigin | None = None) -> tuple[bool, str]:
     """Whether a style can be loaded, and from where, without loading or downloading anything."""
     if weights is not None:
         ok = Path(weights).is_file() or index_path_for(weights).is_file()
         return ok, f"weights file {weights}" if ok else f"the given weights path {weights} does not exist"
-    weights_dir = weights_dir or settings.weights_dir()
-    if weights_dir is not None and (found := _find_in_dir(spec, Path(weights_dir))) is not None:
+    weights_dir, dir_label = _weights_dir(weights_dir)
+    if weights_dir is not None and (found := _find_in_dir(spec, weights_dir)) is not None:
         return True, f"local file {found}"
     cache = Path(cache) if cache is not None else settings.cache_dir()
     if cache.is_dir() and _cached_files(spec, cache):
         return True, f"cached in {cache}"
     if settings.offline() if offline is None else offline:
-        return False, missing_message(spec, weights_dir, cache)
+        return False, missing_message(spec, weights_dir, cache, origin, dir_label)
     size = spec.download_bytes
     return True, f"downloaded on first use ({size / 1e6:.1f} MB)" if size else "downloaded on first use"
