@@ -46,6 +46,14 @@ if threads:  # CPU: workers x threads = cores, so parallel conversions do not fi
 # One registry for every worker and session: each style's model is loaded once and shared.
 registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
 
+if config.preload and config.backend == "local":  # a Space's first visitor must not wait for a download
+    for style_id, outcome in registry.preload(device=config.device).items():
+        if isinstance(outcome, Exception):
+            log.warning("preload: %s is unavailable: %s", style_id, outcome)
+        else:
+            log.info("preload: %s ready (%s, %s) from %s", style_id, outcome.key.device, outcome.key.precision,
+                     outcome.weights_source)
+
 # The backend and the result cache: each optional part is imported only when asked for.
 cache = None
 if config.result_cache:  # a Redis shared by every app process and replica

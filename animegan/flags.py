@@ -77,6 +77,8 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("weights", "ANIMEGAN_WEIGHTS", "weights file (.pt or TF checkpoint prefix) for one style; repeatable "
          "(variable: comma-separated STYLE=PATH pairs)", kind="append", metavar="STYLE=PATH"),
     Flag("offline", "ANIMEGAN_OFFLINE", "never download weights (HF_HUB_OFFLINE=1 too)", kind="switch"),
+    Flag("preload", "ANIMEGAN_PRELOAD", "load every style's model at start (downloading what is missing), so no "
+         "visitor waits for a download", kind="switch"),
     Flag("auth", "ANIMEGAN_AUTH", "require this login (the variable is better: a flag shows in process lists)",
          metavar="USER:PASS"),
     Flag("max_file_size", "ANIMEGAN_MAX_FILE_SIZE", "largest upload accepted (default 25mb)"),

@@ -51,6 +51,7 @@ class ServeConfig:
     weights_dir: Path | None = None
     weights: dict[str, Path] = field(default_factory=dict)
     offline: bool | None = None           # None: the engine decides from ANIMEGAN_OFFLINE / HF_HUB_OFFLINE
+    preload: bool = False                 # load every style at start (the local backend)
     auth: tuple[str, str] | None = None
     max_file_size: str = DEFAULT_MAX_FILE_SIZE
     torch_threads: int | None = None      # None: cores // concurrency on CPU
@@ -199,6 +200,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         weights_dir=pick("weights_dir"),
         weights=weights,
         offline=offline,
+        preload=bool(pick("preload")),
         auth=parse_auth(pick("auth")),
         max_file_size=pick("max_file_size") or DEFAULT_MAX_FILE_SIZE,
         torch_threads=pick("torch_threads"),

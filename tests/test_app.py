@@ -118,3 +118,11 @@ def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
 def test_the_queue_cannot_be_skipped_by_posting_directly(app_url: str, small_photo: Path) -> None:
     response = httpx.post(f"{app_url}gradio_api/run/stylize", json={"data": [None, "hayao", 0, False]}, timeout=10)
     assert response.status_code == 404 and "join the queue" in response.text
+
+
+def test_preload_loads_every_style_before_the_first_visitor(hayao_pt: Path, tmp_path: Path) -> None:
+    with running_app(tmp_path, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--preload") as url:
+        log = "".join(p.read_text() for p in tmp_path.glob("server-*.log"))
+        assert "preload: hayao ready (cpu" in log
+        assert "preload: shinkai is unavailable" in log and "Shinkai-53.ckpt" in log  # the reason, and it still serves
+        assert stats(url)["started"] == 0
