@@ -61,6 +61,9 @@ PANEL_EVERY_S = 1.0
 AVAILABILITY_TTL_S = 10.0
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # package data (animegan/examples/LICENSE.md)
 EXAMPLE_MAX_SIDE = 512
+# The slider's end and the largest max side a request may ask for (0 = native size goes beyond it): a 50 MP
+# photo's longer side is at most about 8700 px at 4:3, so larger values only ever meant "native".
+MAX_SIDE_LIMIT = 8192
 KEEP_RESULTS = 64               # result PNGs kept on disk (Gradio copies each into its own cache first)
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "true"}
 
@@ -396,6 +399,9 @@ def _max_side(value: Any) -> int:
     if side < 0:
         raise gr.Error("Max side must be 0 (native size) or a positive number of pixels.", title="Bad max side",
                        print_exception=False)
+    if side > MAX_SIDE_LIMIT:
+        raise gr.Error(f"Max side can be at most {MAX_SIDE_LIMIT} px; use 0 for the photo's native size.",
+                       title="Bad max side", print_exception=False)
     return side
 
 
@@ -628,7 +634,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                 style = gr.Radio(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in styles],
                                  value=first_ok, label="Style", elem_id="style")
                 with gr.Row():
-                    max_side = gr.Slider(0, 4096, value=app.default_max_side(), step=32, label="Max side (px)",
+                    max_side = gr.Slider(0, MAX_SIDE_LIMIT, value=app.default_max_side(), step=32, label="Max side (px)",
                                          info="Longer side of the result; larger photos are downscaled. 0 = native size.",
                                          elem_id="max-side")
                     keep = gr.Checkbox(False, label="Keep brightness",

@@ -87,6 +87,8 @@ def test_bad_inputs_give_readable_errors(app_url: str, tmp_path: Path) -> None:
         c.predict(handle_file(str(junk)), "cubism", 0, False, api_name="/stylize")
     with pytest.raises(AppError, match="Max side must be 0"):
         c.predict(handle_file(str(junk)), "hayao", -5, False, api_name="/stylize")
+    with pytest.raises(AppError, match="Max side can be at most 8192 px; use 0 for the photo's native size"):
+        c.predict(handle_file(str(junk)), "hayao", 99999, False, api_name="/stylize")
 
 
 def test_full_queue_refuses_cleanly_and_the_server_keeps_serving(
