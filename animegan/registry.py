@@ -7,6 +7,7 @@ only ever used in eval mode under ``inference_mode``, so sharing is safe.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from .weights import LoadedWeights, WeightsError, WeightsOrigin, availability, r
 from .weights.download import Progress
 
 Precision = Literal["fp32", "fp16"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Registry:
         self._key_locks: dict[object, threading.Lock] = {}
         self._models: dict[ModelKey, LoadedModel] = {}
         self._weights: dict[str, LoadedWeights] = {}
+        self._failures: dict[str, str] = {}  # style id -> why its last load failed, until one succeeds
         self.loads = 0  # weight resolutions performed: lets tests prove "exactly once"
 
     # -- styles -------------------------------------------------------------------------------
@@ -68,13 +71,19 @@ class Registry:
         return get_style(style, self.styles_dir)
 
     def availability(self) -> dict[str, tuple[bool, str]]:
-        """Per style id: can it be loaded, and from where (or why not). Nothing is loaded."""
-        return {
-            s.id: (True, "loaded") if self._weights.get(s.id) else availability(
-                s, weights=self.weights.get(s.id), weights_dir=self.weights_dir, cache=self.cache_dir, offline=self.offline,
-                origin=self.origin)
-            for s in self.styles()
-        }
+        """Per style id: can it be loaded, and from where (or why not). Nothing is loaded.
+
+        A style whose last load failed (say, a download without network) is unavailable with that reason until
+        a later load succeeds: "downloaded on first use" would be a promise already broken.
+        """
+        def one(s: StyleSpec) -> tuple[bool, str]:
+            if self._weights.get(s.id):
+                return True, "loaded"
+            if s.id in self._failures:
+                return False, f"the last try failed: {self._failures[s.id]}"
+            return availability(s, weights=self.weights.get(s.id), weights_dir=self.weights_dir, cache=self.cache_dir,
+                                offline=self.offline, origin=self.origin)
+        return {s.id: one(s) for s in self.styles()}
 
     # -- models -------------------------------------------------------------------------------
     def _key_lock(self, key: object) -> threading.Lock:
@@ -85,9 +94,15 @@ class Registry:
         with self._key_lock(("weights", spec.id)):
             if spec.id not in self._weights:
                 self.loads += 1
-                self._weights[spec.id] = resolve_weights(
-                    spec, weights=self.weights.get(spec.id), weights_dir=self.weights_dir,
-                    cache=self.cache_dir, offline=self.offline, progress=progress, origin=self.origin)
+                try:
+                    self._weights[spec.id] = resolve_weights(
+                        spec, weights=self.weights.get(spec.id), weights_dir=self.weights_dir,
+                        cache=self.cache_dir, offline=self.offline, progress=progress, origin=self.origin)
+                except WeightsError as exc:
+                    self._failures[spec.id] = str(exc)
+                    log.warning("style %s is unavailable: %s", spec.id, exc)
+                    raise
+                self._failures.pop(spec.id, None)
             return self._weights[spec.id]
 
     def weights_for(self, style: str | StyleSpec, progress: Progress | None = None) -> LoadedWeights:

@@ -182,3 +182,34 @@ def test_preload_some_styles_by_name_and_refuse_unknown(fresh: Registry) -> None
     with pytest.raises(UnknownStyleError, match="ghibli"):
         fresh.preload(["hayao", "ghibli"], device="cpu")
     assert fresh.loads == 1
+
+
+def test_a_failed_load_marks_the_style_unavailable_until_one_succeeds(hayao_pt: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from animegan.weights import WeightsDownloadError
+
+    with socket.socket() as s:  # a loopback port nobody listens on: the download is refused at once
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv(settings.ENV_MIRROR, dead)
+    for name in (settings.ENV_WEIGHTS_DIR, settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE):
+        monkeypatch.delenv(name, raising=False)
+    reg = Registry(cache_dir=tmp_path / "cache", offline=False)
+    assert reg.availability()["shinkai"] == (True, "downloaded on first use (8.6 MB)")
+    with pytest.raises(WeightsDownloadError):
+        reg.get("shinkai")
+    ok, why = reg.availability()["shinkai"]
+    assert not ok and why.startswith(f"the last try failed: {dead}/Shinkai-53.ckpt.index: could not download")
+    assert reg.availability()["hayao"][0]  # the other styles are untouched
+    assert any("style shinkai is unavailable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    folder = tmp_path / "weights"  # the user fixes it: the next try succeeds and the failure is forgotten
+    folder.mkdir()
+    (folder / "shinkai.pt").symlink_to(hayao_pt)
+    reg.weights_dir = folder
+    assert reg.get("shinkai").spec.id == "shinkai"
+    assert reg.availability()["shinkai"] == (True, "loaded")
+    reg.unload("shinkai")
+    assert reg.availability()["shinkai"] == (True, f"local file {folder / 'shinkai.pt'}")
