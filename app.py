@@ -44,7 +44,8 @@ if threads:  # CPU: workers x threads = cores, so parallel conversions do not fi
     torch.set_num_threads(threads)
 
 # One registry for every worker and session: each style's model is loaded once and shared.
-registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
+registry = Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline,
+                    origin=config.weights_origin)
 
 if config.preload and config.backend == "local":  # a Space's first visitor must not wait for a download
     for style_id, outcome in registry.preload(device=config.device).items():

@@ -74,7 +74,7 @@ def parse_download_args(argv: list[str]) -> argparse.Namespace:
                     "<style>.pt files that --weights-dir / ANIMEGAN_WEIGHTS_DIR accept (offline machines, Docker builds).")
     p.add_argument("styles", nargs="*", metavar="STYLE", help="style ids or names (default: every style)")
     p.add_argument("--to", type=Path, metavar="DIR", help="also write <style>.pt into DIR (atomically)")
-    p.add_argument("--weights-dir", type=Path, help="take weights from this folder when it has them")
+    p.add_argument("--weights-dir", type=Path, metavar="DIR", help="take weights from this folder when it has them")
     p.add_argument("--offline", action="store_true", help="never download: only the weights folder and the cache")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     return p.parse_args(argv)

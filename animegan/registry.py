@@ -24,6 +24,7 @@ from .weights.download import Progress
 
 log = logging.getLogger(__name__)
 Precision = Literal["fp32", "fp16"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class Registry:
         self._key_locks: dict[object, threading.Lock] = {}
         self._models: dict[ModelKey, LoadedModel] = {}
         self._weights: dict[str, LoadedWeights] = {}
+        self._failures: dict[str, str] = {}  # style id -> why its last load failed, until one succeeds
         self.loads = 0  # weight resolutions performed: lets tests prove "exactly once"
-        self._failures: dict[str, str] = {}  # style id -> why its weights last failed to load (until one succeeds)
 
     # -- styles -------------------------------------------------------------------------------
     def styles(self) -> tuple[StyleSpec, ...]:

@@ -16,6 +16,7 @@ from . import flags, imaging
 from .memory import parse_bytes
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
+from .weights import WeightsOrigin
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ServeConfig:
     weights: dict[str, Path] = field(default_factory=dict)
     offline: bool | None = None           # None: the engine decides from ANIMEGAN_OFFLINE / HF_HUB_OFFLINE
     preload: bool = False                 # load every style at start (the local backend)
+    weights_origin: WeightsOrigin = field(default_factory=WeightsOrigin)  # which flags the user typed, for messages
     auth: tuple[str, str] | None = None
     max_file_size: str = DEFAULT_MAX_FILE_SIZE
     torch_threads: int | None = None      # None: cores // concurrency on CPU
@@ -201,6 +203,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         weights=weights,
         offline=offline,
         preload=bool(pick("preload")),
+        weights_origin=WeightsOrigin.from_flags(offline=bool(a.offline), weights_dir=a.weights_dir is not None),
         auth=parse_auth(pick("auth")),
         max_file_size=pick("max_file_size") or DEFAULT_MAX_FILE_SIZE,
         torch_threads=pick("torch_threads"),

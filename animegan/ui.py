@@ -609,7 +609,8 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
     ``converter``: where conversions run (default: this process); ``cache``: the result cache of this process
     (None: none); ``metrics``: ``animegan.metrics.Metrics`` or None. Call ``.queue()`` before launching.
     """
-    registry = registry or Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline)
+    registry = registry or Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline,
+                                    origin=config.weights_origin)
     app = StylizeApp(config, registry, converter, cache, metrics)
     styles = app.styles()
     avail = app.availability(fresh=True)

@@ -154,25 +154,6 @@ def test_other_styles_and_availability(hayao_pt: Path, tmp_path: Path) -> None:
     assert reg.loads == 1
 
 
-def test_a_failed_load_marks_the_style_until_one_succeeds(hayao_pt: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A download that fails (nothing listens on the mirror's port) makes the style unavailable, with the reason;
-    every conversion tries again, and the first that loads makes it available."""
-    from animegan.weights import WeightsError
-
-    monkeypatch.setenv(settings.ENV_MIRROR, "http://127.0.0.1:9/")
-    reg = Registry(cache_dir=tmp_path / "cache", offline=False)
-    assert reg.availability()["hayao"] == (True, "downloaded on first use (8.6 MB)")
-    with pytest.raises(WeightsError, match="could not download"):
-        reg.get("hayao")
-    ok, why = reg.availability()["hayao"]
-    assert not ok and why.startswith("the last attempt failed") and "could not download" in why
-    assert reg.availability()["shinkai"][0]  # the others are not touched
-    reg.weights["hayao"] = hayao_pt  # the retry that works
-    reg.get("hayao")
-    assert reg.availability()["hayao"] == (True, "loaded")
-
-
 # --- preload (the app's --preload) -------------------------------------------------------------------
 
 def test_preload_loads_what_stylize_uses_and_reports_each_failure(fresh: Registry) -> None:
@@ -195,3 +176,34 @@ def test_preload_some_styles_by_name_and_refuse_unknown(fresh: Registry) -> None
     with pytest.raises(UnknownStyleError, match="ghibli"):
         fresh.preload(["hayao", "ghibli"], device="cpu")
     assert fresh.loads == 1
+
+
+def test_a_failed_load_marks_the_style_unavailable_until_one_succeeds(hayao_pt: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    from animegan.weights import WeightsDownloadError
+
+    with socket.socket() as s:  # a loopback port nobody listens on: the download is refused at once
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv(settings.ENV_MIRROR, dead)
+    for name in (settings.ENV_WEIGHTS_DIR, settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE):
+        monkeypatch.delenv(name, raising=False)
+    reg = Registry(cache_dir=tmp_path / "cache", offline=False)
+    assert reg.availability()["shinkai"] == (True, "downloaded on first use (8.6 MB)")
+    with pytest.raises(WeightsDownloadError):
+        reg.get("shinkai")
+    ok, why = reg.availability()["shinkai"]
+    assert not ok and why.startswith(f"the last attempt failed ({dead}/Shinkai-53.ckpt.index: could not download")
+    assert reg.availability()["hayao"][0]  # the other styles are untouched
+    assert any("the Shinkai style is unavailable" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    folder = tmp_path / "weights"  # the user fixes it: the next try succeeds and the failure is forgotten
+    folder.mkdir()
+    (folder / "shinkai.pt").symlink_to(hayao_pt)
+    reg.weights_dir = folder
+    assert reg.get("shinkai").spec.id == "shinkai"
+    assert reg.availability()["shinkai"] == (True, "loaded")
+    reg.unload("shinkai")
+    assert reg.availability()["shinkai"] == (True, f"local file {folder / 'shinkai.pt'}")

@@ -536,8 +536,8 @@ def test_offline_message_names_the_variables_that_are_set(tmp_path: Path, monkey
     for name in {settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE} - set(variables):
         assert name not in why
     assert f"{tmp_path / 'from-env'} (the {settings.ENV_WEIGHTS_DIR} folder)" in why
-    with pytest.raises(WeightsMissingError) as info:
-        resolve_weights(spec, cache=tmp_path / "cache", offline=True)  # the app passes a bool read from the variable
+    with pytest.raises(WeightsMissingError) as info:  # the app passes on what it read from the variables
+        resolve_weights(spec, weights_dir=tmp_path / "from-env", cache=tmp_path / "cache", offline=True)
     assert str(info.value) == why
 
 

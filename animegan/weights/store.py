@@ -180,10 +180,13 @@ def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path, orig
 
 
 def _weights_dir(weights_dir: Path | None) -> tuple[Path | None, str | None]:
-    """The folder to search and where it came from: the argument, else the environment variable."""
-    if weights_dir is not None:
-        return Path(weights_dir), None
+    """The folder to search and where it came from: the argument, else the environment variable.
+
+    An argument equal to the variable (the app reads the variable and passes the folder on) is named as the variable.
+    """
     from_env = settings.weights_dir()
+    if weights_dir is not None:
+        return Path(weights_dir), settings.ENV_WEIGHTS_DIR if from_env == Path(weights_dir).expanduser() else None
     return from_env, settings.ENV_WEIGHTS_DIR if from_env is not None else None
 
 
