@@ -89,7 +89,7 @@ def test_the_documented_serve_config_runs_and_the_app_uses_it(cluster: str, haya
     with running_app(tmp_path / "app", "--backend", "ray", "--ray-address", cluster, "--offline", "--device", "cpu",
                      env=app_env) as url:
         png, note = client(url, tmp_path).predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
-        log = (tmp_path / "app" / "server.log").read_text()
+        log = "".join(p.read_text() for p in (tmp_path / "app").glob("server-*.log"))
     # the app found the deployment that `serve run` made, and did not deploy replicas of its own
     assert "using the deployed application 'animegan'" in log, log[-3000:]
     assert "replica(s) of Stylizer" not in log
