@@ -118,7 +118,8 @@ def _smaller(plan: RunPlan, height: int, width: int) -> RunPlan | None:
     else:
         return None
     stats_side = max(memory.MIN_TILE, int(plan.stats_side / 1.5) // 4 * 4)
-    return RunPlan(tile, plan.halo or memory.DEFAULT_HALO, stats_side, plan.budget, plan.estimate // 2)
+    passes = inference.tiled_passes(stats_side < max(height, width))
+    return RunPlan(tile, plan.halo or memory.DEFAULT_HALO, stats_side, plan.budget, plan.estimate // 2, passes)
 
 
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
@@ -289,7 +290,7 @@ def _checking(on_tile: TileProgress | None, deadline: Deadline) -> TileProgress 
 
 def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device, keep: bool) -> str:
     """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan."""
-    run = ["tiles", plan.tile, plan.halo, plan.stats_side] if plan.tiled else ["whole"]
+    run = ["tiles", plan.tile, plan.halo, plan.stats_side, plan.passes] if plan.tiled else ["whole"]
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
                       settings={"keep_brightness": keep, "device": dev.type, "precision": loaded.key.precision,
                                 "run": run})

@@ -16,6 +16,7 @@ import psutil
 import torch
 
 from . import flags
+from .inference import tiled_passes
 
 
 class DeviceError(RuntimeError):
@@ -229,7 +230,8 @@ ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) an
 DEFAULT_CPU_BUDGET = 2 << 30
 CUDA_MARGIN = 512 << 20
 MIN_TILE = 128
-DEFAULT_HALO = 64  # context around each tile; 64 px makes tiles with exact statistics match a whole run to ~90 dB
+DEFAULT_HALO = 64  # context around each tile: the generator's reach is 54 px (model.NORM_REACH), so cores are exact
+TALLY_BYTES = 2 * 8 * (1 << 21)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
 
 
 def parse_bytes(text: str | int | None) -> int | None:
@@ -272,13 +274,18 @@ def estimate_bytes(pixels: int, device_type: str, precision: str) -> int:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """How one photo is run: whole, or in tiles with whole-image statistics from a run at ``stats_side``."""
+    """How one photo is run: whole, or in tiles sharing the whole photo's layer-norm statistics.
+
+    Those statistics come from one whole-image run at ``stats_side`` when that covers the photo, else
+    from the tiles themselves, one layer norm per pass (``passes`` - 1 of them, then one for the pixels).
+    """
 
     tile: int           # core tile side in px; 0 = whole image in one pass
     halo: int
-    stats_side: int     # longest side of the statistics run(s); >= the photo's side means exact statistics
+    stats_side: int     # longest side a whole statistics run fits; >= the photo's side means one recorded run
     budget: int
     estimate: int       # predicted peak activation bytes of the plan
+    passes: int = 1     # runs over all tiles: 1, or one per layer norm + 1 when statistics come from the tiles
 
     @property
     def tiled(self) -> bool:
@@ -287,7 +294,9 @@ class RunPlan:
     def describe(self) -> str:
         if not self.tiled:
             return f"whole image (~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)"
-        return (f"tiles of {self.tile} px (+{self.halo} px context), statistics from a {self.stats_side} px run "
+        source = (f"statistics from a {self.stats_side} px run" if self.passes == 1 else
+                  f"statistics measured over the tiles layer by layer ({self.passes} passes)")
+        return (f"tiles of {self.tile} px (+{self.halo} px context), {source} "
                 f"(~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)")
 
 
@@ -311,16 +320,19 @@ def plan_run(height: int, width: int, device_type: str, precision: str, budget: 
     if tile == 0 or (tile is None and whole <= budget):
         return RunPlan(0, 0, longest, budget, whole)
     per_px = bytes_per_pixel(device_type, precision)
-    room = budget - ACCUMULATOR_BYTES_PER_PIXEL * pixels - FIXED_BYTES
+    room = budget - ACCUMULATOR_BYTES_PER_PIXEL * pixels - FIXED_BYTES - TALLY_BYTES
     if tile is None:
         side = int(max(0, room) / per_px) ** 0.5 if room > 0 else 0
         tile = max(MIN_TILE, int(side) - 2 * halo) // 4 * 4
     tile = max(4, tile // 4 * 4)
     stats_side = max(MIN_TILE, min(longest, _largest_side(budget, aspect, device_type, precision)))
     tile_est = FIXED_BYTES + per_px * (min(tile, height) + 2 * halo) * (min(tile, width) + 2 * halo)
-    stats_est = estimate_bytes(int(stats_side * stats_side * aspect), device_type, precision)
-    estimate = max(tile_est + ACCUMULATOR_BYTES_PER_PIXEL * pixels, stats_est)
-    return RunPlan(tile, halo, stats_side, budget, estimate)
+    if stats_side >= longest:  # one recorded whole run, then one pass over the tiles
+        stats_est = estimate_bytes(int(stats_side * stats_side * aspect), device_type, precision)
+        return RunPlan(tile, halo, stats_side, budget, max(tile_est + ACCUMULATOR_BYTES_PER_PIXEL * pixels, stats_est))
+    # statistics measured over the tiles: the same tiles, one pass after another, plus the float64 chunks
+    estimate = tile_est + TALLY_BYTES + ACCUMULATOR_BYTES_PER_PIXEL * pixels
+    return RunPlan(tile, halo, stats_side, budget, estimate, passes=tiled_passes(True))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

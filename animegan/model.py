@@ -61,6 +61,9 @@ class NormStats:
     mode: Literal["off", "record", "replay"] = "off"
     values: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     cursor: int = 0
+    tally: "CoreTally | None" = None  # replay only: also add each norm's input over ``region`` to this tally
+    region: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows r0:r1, cols c0:c1 of the call's input that count
+    input_size: tuple[int, int] = (0, 0)  # the call's input (H, W): a norm at 1/s resolution counts region / s
 
     def replaying(self) -> "NormStats":
         return NormStats(mode="replay", values=self.values)
@@ -76,6 +79,78 @@ class NormStats:
         values = [(mn + (mf - mn) * f, (vn + (vf - vn) * f).clamp_min(LN_EPS))
                   for (mn, vn), (mf, vf) in zip(near.values, far.values)]
         return NormStats(mode="replay", values=values)
+
+
+TALLY_CHUNK_ELEMENTS = 1 << 21  # float64 temporaries of the tally stay under 16 MiB whatever the tile size
+NORM_LAYERS = 24  # layer norms in the generator, in the order a forward pass meets them
+# How far (input px) a change at a tile's edge can reach inward by each norm's input: each k x k conv adds
+# k // 2 times its stride product, a stride-2 conv 2x, an upsample one source pixel. A tile whose halo is at
+# least this wide has exact core values at that norm (checked in tests/test_tiling.py).
+NORM_REACH = (3, 5, 7, 11, 15, 19, 19, 23, 23, 23, 27, 27, 27, 31, 31, 31, 35, 35, 39, 45, 47, 50, 51, 54)
+
+
+class TallyDone(Exception):
+    """Raised by the layer norm a :class:`CoreTally` counts last: nothing after it is needed, so stop there."""
+
+
+class CoreTally:
+    """Float64 sums of layer-norm inputs over the tiles' core regions, added up across a pass over the tiles.
+
+    Each tile counts only its core (not the halo it reads for context); the cores partition the padded
+    photo, so the totals are those of the whole feature map at every resolution (a norm at 1/2 or 1/4
+    resolution counts the core scaled by the same factor, exact since tiles are aligned to 4 px).
+    ``only``: count that one layer and stop the forward pass right after it (:class:`TallyDone`);
+    None counts every layer. Sums are of ``x - shift`` (the first chunk's mean), so the variance is not a
+    difference of two huge numbers.
+    """
+
+    def __init__(self, layers: int, only: int | None = None) -> None:
+        self.only = only
+        self.count = [0] * layers
+        self.shift: list[Tensor | None] = [None] * layers
+        self.sums: list[Tensor | None] = [None] * layers     # float64, per sample
+        self.squares: list[Tensor | None] = [None] * layers
+
+    def wants(self, layer: int) -> bool:
+        return self.only is None or self.only == layer
+
+    def add(self, layer: int, x: Tensor, region: tuple[int, int, int, int], input_size: tuple[int, int]) -> None:
+        (big_h, big_w), (h, w) = input_size, x.shape[-2:]
+        sy, sx = big_h // h, big_w // w
+        r0, r1, c0, c1 = region
+        if sy * h != big_h or sx * w != big_w or r0 % sy or r1 % sy or c0 % sx or c1 % sx:
+            raise ValueError(f"core {region} of a {input_size} input does not map onto a {h}x{w} feature map")
+        core = x[..., r0 // sy:r1 // sy, c0 // sx:c1 // sx]
+        n, c, ch, cw = core.shape
+        rows = max(1, TALLY_CHUNK_ELEMENTS // max(1, n * c * cw))
+        for r in range(0, ch, rows):
+            d = core[..., r:r + rows, :].to(torch.float64)  # any activation dtype: fp32, fp16, bf16
+            if self.shift[layer] is None:
+                self.shift[layer] = d.mean(dim=(1, 2, 3), keepdim=True)
+                self.sums[layer] = torch.zeros(n, dtype=torch.float64, device=x.device)
+                self.squares[layer] = torch.zeros(n, dtype=torch.float64, device=x.device)
+            d.sub_(self.shift[layer])
+            self.sums[layer] += d.sum(dim=(1, 2, 3))
+            self.squares[layer] += d.square_().sum(dim=(1, 2, 3))
+        self.count[layer] += c * ch * cw
+
+    def counted(self) -> list[int]:
+        """Elements counted per layer (per sample): the whole feature map's when the cores partition it."""
+        return list(self.count)
+
+    def moments(self, layer: int) -> tuple[Tensor, Tensor]:
+        """(mean, var) of one layer's input over everything counted, float32 like a recorded run's."""
+        count = self.count[layer]
+        if not count:
+            raise ValueError(f"layer norm {layer} saw no core pixels: the tiles did not cover the photo")
+        d = self.sums[layer] / count
+        mean = (self.shift[layer].view(-1) + d).float()
+        var = (self.squares[layer] / count - d * d).clamp_min(0).float()
+        return mean, var
+
+    def stats(self) -> NormStats:
+        """Every counted layer's (mean, var), ready to replay."""
+        return NormStats(mode="replay", values=[self.moments(i) for i in range(len(self.count))])
 
 
 class LayerNorm(nn.Module):
@@ -94,6 +169,11 @@ class LayerNorm(nn.Module):
             var, mean = torch.var_mean(x.float(), dim=(1, 2, 3), unbiased=False)
             stats.values.append((mean, var))
         else:
+            tally = stats.tally
+            if tally is not None and tally.wants(stats.cursor):
+                tally.add(stats.cursor, x, stats.region, stats.input_size)
+                if tally.only == stats.cursor:
+                    raise TallyDone
             mean, var = stats.values[stats.cursor]
             stats.cursor += 1
         inv = torch.rsqrt(var + self.eps).to(x.dtype)[:, None, None, None] * self.weight.view(1, -1, 1, 1)

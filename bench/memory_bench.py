@@ -3,7 +3,9 @@
     python bench/memory_bench.py model            # peak bytes per pixel of whole runs (fresh process per size)
     python bench/memory_bench.py 4k               # peak RSS of a 3840x2160 photo at native size, default budget
     python bench/memory_bench.py soak --runs 200  # RSS growth over sequential conversions in one process
-    python bench/memory_bench.py tiles            # tiled vs untiled at 1024 px on the real photos + seam crops
+    python bench/memory_bench.py tiles            # tiled vs whole at 1024 px on five real photos, old vs new statistics
+    python bench/memory_bench.py tiles --photos animegan/examples/astronaut.jpg --budgets 1G 900M 800M 600M
+    python bench/memory_bench.py tiles --sizes 2048 --budgets 2G --seams
 
 Peak RSS is the kernel's high-water mark of the measuring process (VmHWM), read in a fresh child process so
 nothing earlier in this script counts. Not tests: figures to re-measure on the machine at hand.
@@ -121,54 +123,96 @@ print(json.dumps({{"rss": samples, "idle": process_rss()}}))
           f"{r['idle'] / 2**20:.0f} MiB once idle")
 
 
+EXAMPLES = REPO / "animegan" / "examples"
+TILE_PHOTOS = PHOTOS + [EXAMPLES / "coffee.jpg", EXAMPLES / "rocket.jpg"]
+
+
 def cmd_tiles(args: argparse.Namespace) -> None:
+    """Tiled vs whole run, per photo, size and budget: statistics from the tiles (now) vs extrapolated (before)."""
+    import time
+
     import torch
 
     from animegan import Registry, inference, memory
     from animegan.imaging import psnr
     registry = Registry(weights={"hayao": WEIGHTS}, offline=True)
     model = registry.get("hayao", "cpu", "fp32").model
-    budget = memory.parse_bytes(args.budget)
+    photos = [Path(p) for p in args.photos] if args.photos else TILE_PHOTOS
+    print(f"{'photo':<22} {'size':>9} {'budget':>6}  {'plan':<44} {'layers':>8} {'extrap.':>8} "
+          f"{'whole s':>7} {'layers s':>8} {'extrap. s':>9} {'ratio':>5}")
     crops = []
-    for path in PHOTOS:
+    worst = None
+    for path in photos:
         img = Image.open(path).convert("RGB")
-        scale = 1024 / max(img.size)
-        rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
-        h, w = rgb.shape[:2]
-        plan = memory.plan_run(h, w, "cpu", "fp32", budget)
-        if not plan.tiled:
-            sys.exit(f"{path.name} at {w}x{h} fits a {args.budget} budget whole: pass a smaller --budget")
-        with torch.inference_mode():
-            whole = inference.run_whole(model, rgb)
-            tiled = inference.run_tiled(model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side)
-            naive = np.zeros_like(whole)
-            for ys, xs in inference.tile_grid(*[s + p for s, p in zip((h, w), inference.padding_for(h, w))], plan.tile, 0):
-                part = np.ascontiguousarray(rgb[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]])
-                if part.size:
-                    naive[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]] = inference.run_whole(model, part)
-        print(f"{path.stem} {w}x{h}, budget {args.budget}: {plan.describe()}: tiled vs untiled PSNR "
-              f"{psnr(tiled, whole):.2f} dB, max |diff| {np.abs(tiled.astype(int) - whole).max()}; "
-              f"tiles with their own statistics: {psnr(naive, whole):.2f} dB")
-        # a 96 px crop centred on the first inner tile corner, shown 4x: untiled | tiled | naive tiles
-        ys = inference.spans(h + inference.padding_for(h, w)[0], plan.tile, 0)
-        xs = inference.spans(w + inference.padding_for(h, w)[1], plan.tile, 0)
-        cy = ys[0].core[1] if len(ys) > 1 else h // 2
-        cx = xs[0].core[1] if len(xs) > 1 else w // 2
-        y0, x0 = max(0, min(h - 96, cy - 48)), max(0, min(w - 96, cx - 48))
-        row = [Image.fromarray(a[y0:y0 + 96, x0:x0 + 96]).resize((384, 384), Image.NEAREST) for a in (whole, tiled, naive)]
-        strip = Image.new("RGB", (3 * 384 + 2 * 8, 384), "white")
-        for i, im in enumerate(row):
-            strip.paste(im, (i * (384 + 8), 0))
-        crops.append(strip)
-    out = REPO / "docs" / "tile_seam.png"
-    sheet = Image.new("RGB", (crops[0].width, sum(c.height for c in crops) + 8 * (len(crops) - 1)), "white")
-    y = 0
-    for c in crops:
-        sheet.paste(c, (0, y))
-        y += c.height + 8
-    sheet.save(out, optimize=True)
-    print(f"wrote {out.relative_to(REPO)}: per photo, 4x crops at a tile corner: untiled | tiled (shared statistics) | "
-          "tiles normalised alone")
+        for side in args.sizes:
+            scale = side / max(img.size)
+            rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
+            h, w = rgb.shape[:2]
+            note = f" (upscaled from {img.width}x{img.height})" if scale > 1 else ""
+            with torch.inference_mode():
+                start = time.perf_counter()
+                whole = inference.run_whole(model, rgb)
+                t_whole = time.perf_counter() - start
+            for budget_text in args.budgets:
+                plan = memory.plan_run(h, w, "cpu", "fp32", memory.parse_bytes(budget_text))
+                if not plan.tiled or plan.passes == 1:
+                    print(f"{path.stem:<22} {w}x{h} {budget_text:>6}: {plan.describe()}: nothing to compare, "
+                          "pass a smaller budget")
+                    continue
+                times, outs = {}, {}
+                for method in ("layers", "extrapolated"):
+                    start = time.perf_counter()
+                    outs[method] = inference.run_tiled(model, rgb, tile=plan.tile, halo=plan.halo,
+                                                       stats_side=plan.stats_side, statistics=method)
+                    times[method] = time.perf_counter() - start
+                db = {m: psnr(o, whole) for m, o in outs.items()}
+                worst = min(worst, db["layers"]) if worst is not None else db["layers"]
+                grid = len(inference.tile_grid(*[s + p for s, p in zip((h, w), inference.padding_for(h, w))],
+                                               plan.tile, plan.halo))
+                plan_text = f"{grid} tiles of {plan.tile} px; extrap. from {plan.stats_side} px"
+                print(f"{path.stem:<22} {f'{w}x{h}':>9} {budget_text:>6}  {plan_text:<44} {db['layers']:6.1f} dB "
+                      f"{db['extrapolated']:5.1f} dB {t_whole:7.1f} {times['layers']:8.1f} {times['extrapolated']:9.1f} "
+                      f"{times['layers'] / times['extrapolated']:5.1f}{note}", flush=True)
+                if args.seams:
+                    crops.append(_seam_strip(model, rgb, whole, outs["layers"], plan))
+    if worst is not None:
+        print(f"lowest PSNR with statistics from the tiles: {worst:.1f} dB; 'layers': statistics measured over the "
+              f"tiles ({inference.tiled_passes(True)} passes), 'extrap.': two downscaled runs (the method before); "
+              "ratio = layers s / extrap. s, same process")
+    if crops:
+        out = REPO / "docs" / "tile_seam.png"
+        sheet = Image.new("RGB", (crops[0].width, sum(c.height for c in crops) + 8 * (len(crops) - 1)), "white")
+        y = 0
+        for c in crops:
+            sheet.paste(c, (0, y))
+            y += c.height + 8
+        sheet.save(out, optimize=True)
+        print(f"wrote {out.relative_to(REPO)}: per photo, 4x crops at a tile corner: untiled | tiled (statistics from "
+              "the tiles) | tiles normalised alone")
+
+
+def _seam_strip(model, rgb: np.ndarray, whole: np.ndarray, tiled: np.ndarray, plan) -> Image.Image:
+    """A 96 px crop centred on the first inner tile corner, shown 4x: untiled | tiled | tiles normalised alone."""
+    from animegan import inference
+    from animegan.imaging import psnr
+    h, w = rgb.shape[:2]
+    ph, pw = inference.padding_for(h, w)
+    naive = np.zeros_like(whole)
+    for ys, xs in inference.tile_grid(h + ph, w + pw, plan.tile, 0):
+        part = np.ascontiguousarray(rgb[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]])
+        if part.size:
+            naive[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]] = inference.run_whole(model, part)
+    print(f"  tiles normalised alone: {psnr(naive, whole):.1f} dB")
+    ys = inference.spans(h + ph, plan.tile, 0)
+    xs = inference.spans(w + pw, plan.tile, 0)
+    cy = ys[0].core[1] if len(ys) > 1 else h // 2
+    cx = xs[0].core[1] if len(xs) > 1 else w // 2
+    y0, x0 = max(0, min(h - 96, cy - 48)), max(0, min(w - 96, cx - 48))
+    row = [Image.fromarray(a[y0:y0 + 96, x0:x0 + 96]).resize((384, 384), Image.NEAREST) for a in (whole, tiled, naive)]
+    strip = Image.new("RGB", (3 * 384 + 2 * 8, 384), "white")
+    for i, im in enumerate(row):
+        strip.paste(im, (i * (384 + 8), 0))
+    return strip
 
 
 def main() -> None:
@@ -181,7 +225,10 @@ def main() -> None:
     s = sub.add_parser("soak")
     s.add_argument("--runs", type=int, default=200)
     t = sub.add_parser("tiles")
-    t.add_argument("--budget", default="1G", help="a budget under what a 1024 px photo needs whole, so it tiles")
+    t.add_argument("--budgets", nargs="+", default=["1G"], help="budgets under what the photo needs whole, so it tiles")
+    t.add_argument("--sizes", type=int, nargs="+", default=[1024], help="longest side(s) each photo is resized to")
+    t.add_argument("--photos", nargs="+", help="photo files (default: the shared photos, coffee and rocket)")
+    t.add_argument("--seams", action="store_true", help="also compare tiles normalised alone; write docs/tile_seam.png")
     args = p.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
     {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles}[args.cmd](args)

@@ -1,6 +1,8 @@
 """Tiled inference: tiles share whole-image statistics, plans follow the budget, OOM is recovered from."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,9 @@ from PIL import Image
 
 from animegan import engine, inference, memory
 from animegan.imaging import psnr
+from animegan.model import NORM_LAYERS, CoreTally, LayerNorm
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "animegan" / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +36,75 @@ def test_tiles_with_exact_statistics_match_the_whole_run(model, photo, whole):
     assert tiled.shape == whole.shape
     assert psnr(tiled, whole) >= 60
     assert np.abs(tiled.astype(int) - whole).max() <= 2
+
+
+def _norm_input_sizes(model, rgb: np.ndarray) -> list[int]:
+    """Elements of every layer norm's input in a whole run, in the order the network meets them."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].numel()))
+             for m in model.modules() if isinstance(m, LayerNorm)]
+    try:
+        inference.run_whole(model, rgb)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def test_core_tallies_partition_every_feature_map(model, photo):
+    """Cores counted at full, 1/2 and 1/4 resolution add up to each whole feature map, nothing twice."""
+    padded = inference.pad(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float(),
+                           *inference.padding_for(*photo.shape[:2]))
+    padded = padded[0].permute(1, 2, 0).to(torch.uint8).numpy()
+    assert padded.shape[:2] == (204, 300)
+    recorded, _ = inference._record(model, padded, 300, "fp32", inference.forward)
+    tally = CoreTally(NORM_LAYERS)  # every layer, tiles replaying the recorded (exact) statistics
+    grid = inference.tile_grid(204, 300, 72, 64)
+    assert len(grid) == 15  # 3 x 5 cores of 68 and 60 px, halos clipped at the borders
+    inference.tally_pass(model, padded, grid, recorded.values, tally)
+    assert tally.counted() == _norm_input_sizes(model, padded)
+    for (m0, v0), (m1, v1) in zip(recorded.values, tally.stats().values):
+        assert abs(m1 - m0).item() <= 1e-5 * v0.sqrt().item() and abs(v1 / v0 - 1).item() <= 1e-5
+
+
+def test_layer_statistics_from_tiles_are_the_whole_photos(model, photo):
+    padded = np.ascontiguousarray(photo[:120, :160])
+    recorded, _ = inference._record(model, padded, 160, "fp32", inference.forward)
+    measured = inference.layer_statistics(model, padded, tile=64, halo=64)  # 2 x 3 tiles
+    assert len(measured.values) == len(recorded.values) == NORM_LAYERS == sum(isinstance(m, LayerNorm) for m in model.modules())
+    for (m0, v0), (m1, v1) in zip(recorded.values, measured.values):
+        assert abs(m1 - m0).item() <= 1e-5 * v0.sqrt().item() and abs(v1 / v0 - 1).item() <= 1e-5
+
+
+def test_tiles_as_faithful_as_the_whole_run_where_extrapolation_drifts(registry, model):
+    """A real photo (the repo's astronaut) whose extrapolated statistics drift; budget and tile force that path."""
+    rgb = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB").resize((224, 224), Image.LANCZOS))
+    whole = inference.run_whole(model, rgb)
+    plan = memory.plan_run(224, 224, "cpu", "fp32", 100 << 20, tile=112)
+    assert plan.tiled and plan.stats_side < 224 and plan.passes == NORM_LAYERS + 1
+    assert "layer by layer (25 passes)" in plan.describe()
+    steps: list[tuple[int, int]] = []
+    result = engine.stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget=100 << 20,
+                            tile=112, on_tile=lambda done, total: steps.append((done, total)))
+    tiled = np.asarray(result.image)
+    assert result.stats.tiles == 4 and steps == [(i, 100) for i in range(1, 101)]
+    assert any("25 passes" in n for n in result.stats.notices)
+    assert psnr(tiled, whole) >= 50
+    extrapolated = inference.run_tiled(model, rgb, tile=112, halo=64, stats_side=plan.stats_side,
+                                       statistics="extrapolated")
+    assert psnr(extrapolated, whole) < psnr(tiled, whole) - 6
+
+
+def test_a_timeout_in_on_tile_stops_the_statistics_passes(model, photo):
+    calls: list[int] = []
+
+    def stop(done: int, total: int) -> None:
+        calls.append(done)
+        if done == 5:
+            raise TimeoutError(f"stopped after {done} of {total}")
+    with pytest.raises(TimeoutError, match="stopped after 5 of 100"):  # 2 x 2 tiles, 24 + 1 passes
+        inference.run_tiled(model, photo, tile=152, halo=64, stats_side=100, on_tile=stop)
+    assert calls == [1, 2, 3, 4, 5]
 
 
 def test_tiles_without_shared_statistics_would_show_seams(model, photo, whole):
