@@ -14,8 +14,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import imaging
-from .engine import OutOfMemory, default_precision, stylize
+from .engine import OutOfMemory, stylize
 from .memory import parse_bytes, resolve_device
+from .precision import PRECISIONS, resolve
 from .registry import Registry
 from .styles import UnknownStyleError
 from .weights import WeightsError
@@ -34,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=None,
                    help="downscale so the longer side is at most N px (0: native size; default: the style's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
+                        "fp32 gives the reference output")
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights:  # the registry keys explicit files by style id
             registry.weights = {spec.id: args.weights}
         device = resolve_device(args.device)  # preload exactly the model stylize() will ask for
-        registry.get(spec, device, default_precision(device))
+        registry.get(spec, device, resolve(args.precision, device).precision)
     except (UnknownStyleError, WeightsError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     written: set[Path] = set()
     for path in tqdm(files, unit="photo", disable=None):
         try:
-            result = stylize(path, spec, registry=registry, device=device, max_side=args.max_side,
+            result = stylize(path, spec, registry=registry, device=device, precision=args.precision, max_side=args.max_side,
                              keep_brightness=args.keep_brightness, max_pixels=args.max_pixels,
                              memory_budget=args.memory_budget, tile=args.tile)
             target = args.out / f"{path.stem}_{spec.id}.png"

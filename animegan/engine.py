@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from . import imaging, inference, memory
+from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
 from .registry import LoadedModel, Precision, Registry, default_registry
 from .result_cache import ResultCache, result_key
@@ -61,7 +62,8 @@ class StylizeResult:
 
 
 def default_precision(device: torch.device) -> Precision:
-    return "fp16" if device.type == "cuda" else "fp32"
+    """What ``precision="auto"`` runs on this device (see :mod:`animegan.precision`)."""
+    return precision_mod.resolve("auto", device).precision
 
 
 def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str,
@@ -111,9 +113,10 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
             if device.type == "cuda":
                 notices.append("the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU")
                 log.warning("out of memory on %s with the smallest tiles; falling back to the CPU", device)
-                device, precision = torch.device("cpu"), "fp32"
-                loaded = registry.get(spec, device, "fp32")
-                plan = memory.plan_run(h, w, "cpu", "fp32", memory.default_budget(device))
+                device = torch.device("cpu")
+                precision = "fp32" if precision == "fp32" else default_precision(device)
+                loaded = registry.get(spec, device, precision)
+                plan = memory.plan_run(h, w, "cpu", precision, memory.default_budget(device))
                 continue
             raise OutOfMemory(
                 f"not enough memory for a {w}x{h} photo even in {memory.MIN_TILE} px tiles; "
@@ -121,7 +124,7 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
 
 
 def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, registry: Registry | None = None,
-            device: str | torch.device = "auto", precision: Precision | None = None,
+            device: str | torch.device = "auto", precision: str | None = "auto",
             max_side: int | None = None, keep_brightness: bool = False,
             max_pixels: int = imaging.DEFAULT_MAX_PIXELS, memory_budget: int | str | None = None,
             tile: int | None = None, progress: Progress | None = None,
@@ -135,20 +138,23 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
     unavailable and ``OutOfMemory`` when nothing fits.
+    ``precision``: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, bf16 or fp16;
+    a precision this machine only emulates still runs, with a notice that it is slower.
     ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
     running the model (``stats.cached``), a miss stores this run's PNG.
     """
     registry = registry or default_registry()
     spec = registry.style(style)
     dev = resolve_device(device)
-    precision = precision or default_precision(dev)
+    decision = precision_mod.resolve(precision, dev)
+    precision = decision.precision
     limit = spec.max_side if max_side is None else max_side
     if limit < 0:
         raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
     photo = imaging.load_photo(image, max_side=limit or None, max_pixels=max_pixels)
     loaded = registry.get(spec, dev, precision, progress=progress)
 
-    notices = []
+    notices = [decision.notice] if decision.notice else []
     if photo.downscaled:
         notices.append(f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
                        f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size")

@@ -68,7 +68,8 @@ class Stylizer:
 
     def stylize(self, photo: bytes, style: str, max_side: int, keep_brightness: bool) -> tuple[StylizeResult, dict]:
         s = self.settings
-        result = stylize(photo, style, registry=self.registry, device=s["device"], max_side=max_side,
+        result = stylize(photo, style, registry=self.registry, device=s["device"], precision=s.get("precision", "auto"),
+                         max_side=max_side,
                          keep_brightness=keep_brightness, max_pixels=s["max_pixels"], memory_budget=s["memory_budget"],
                          tile=s["tile"], cache=self.cache)
         if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
@@ -104,7 +105,7 @@ def open_result_cache(url: str | None, size: int) -> Any:
 
 
 def replica_settings(config: ServeConfig, threads: int | None) -> dict[str, Any]:
-    return {"device": config.device, "weights_dir": config.weights_dir, "weights": dict(config.weights),
+    return {"device": config.device, "precision": getattr(config, "precision", "auto"), "weights_dir": config.weights_dir, "weights": dict(config.weights),
             "offline": config.offline, "memory_budget": config.memory_budget, "tile": config.tile,
             "max_pixels": getattr(config, "max_pixels", imaging.DEFAULT_MAX_PIXELS), "threads": threads,
             "cache": config.cache, "cache_size": getattr(config, "cache_size", 0)}

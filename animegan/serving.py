@@ -35,6 +35,7 @@ ENV = {
     "port": "ANIMEGAN_PORT",
     "share": "ANIMEGAN_SHARE",
     "device": "ANIMEGAN_DEVICE",
+    "precision": "ANIMEGAN_PRECISION",          # auto (default), fp32, bf16 or fp16
     "concurrency": "ANIMEGAN_CONCURRENCY",
     "max_queue": "ANIMEGAN_MAX_QUEUE",
     "max_side": "ANIMEGAN_MAX_SIDE",
@@ -69,6 +70,7 @@ class ServeConfig:
     port: int = DEFAULT_PORT
     share: bool = False
     device: str = "auto"
+    precision: str = "auto"               # auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32
     concurrency: int | None = None        # None: the default for the resolved device
     max_queue: int = DEFAULT_MAX_QUEUE
     max_side: int | None = None           # the UI's initial max side; None: the styles' recommended size
@@ -177,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--share", action="store_true", default=None, help="also open a public gradio.live link")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present, else CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="default auto: fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32")
     p.add_argument("--concurrency", type=int,
                    help="conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)")
     p.add_argument("--max-queue", type=int, help=f"requests allowed to wait; more get 'queue full' (default {DEFAULT_MAX_QUEUE})")
@@ -243,6 +247,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
         port=pick("port", a.port, int) or int(env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         share=bool(a.share if a.share is not None else _flag(env.get(ENV["share"]))),
         device=pick("device", a.device) or "auto",
+        precision=(pick("precision", a.precision) or "auto").strip().lower(),
         concurrency=pick("concurrency", a.concurrency, int),
         max_queue=pick("max_queue", a.max_queue, int) or DEFAULT_MAX_QUEUE,
         max_side=pick("max_side", a.max_side, int),
@@ -267,6 +272,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"--precision must be auto, fp32, bf16 or fp16, got {config.precision!r}")
     if config.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {config.replicas}")
     if config.cache and not config.cache.startswith(("redis://", "rediss://", "unix://")):

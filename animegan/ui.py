@@ -267,7 +267,7 @@ def _run_engine(app_id: int, source: imaging.ImageSource, style: str, max_side: 
                 on_bytes, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
     """The one function that touches the model (and the GPU): on ZeroGPU it is wrapped by ``spaces.GPU``."""
     app = _APPS[app_id]
-    result = app.convert(source, style, registry=app.registry, device=device, max_side=max_side,
+    result = app.convert(source, style, registry=app.registry, device=device, precision=app.config.precision, max_side=max_side,
                      keep_brightness=keep, progress=on_bytes, memory_budget=app.config.memory_budget,
                      tile=app.config.tile, on_tile=on_tile, max_pixels=app.config.max_pixels, cache=app.cache)
     gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
@@ -382,7 +382,7 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     """The plain-text line shown under the result (and returned by the API): size, time, memory, downscaling."""
     w, h = stats.output_size
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
-              f"(peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
+              f"in {stats.precision} (peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
     if stats.cached:
         parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the result cache "
                  f"({1000 * stats.seconds:.0f} ms; the same photo, style and settings were converted before)."]
