@@ -211,8 +211,9 @@ def fmt_bytes(n: int | float | None) -> str:
 # glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers stay in the heap, where
 # they fragment). No GPU was available to measure the CUDA rows: they are estimates from tensor sizes (fp16
 # halves activations) and only a first guess, since a CUDA out-of-memory error is recovered from.
-BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cpu", "fp16"): 1500}
-TUNED_CPU_BYTES_PER_PIXEL = 2400
+BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cpu", "bf16"): 1500, ("cpu", "fp16"): 1500,
+                   ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cuda", "bf16"): 900}
+TUNED_CPU_BYTES_PER_PIXEL = {"fp32": 2400, "bf16": 1000, "fp16": 2400}
 FIXED_BYTES = 64 << 20
 ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) and a float32 RGB output (12 B/px)
 DEFAULT_CPU_BUDGET = 2 << 30
@@ -250,8 +251,9 @@ def default_budget(device: torch.device, requested: int | None = None) -> int:
 
 
 def bytes_per_pixel(device_type: str, precision: str) -> int:
+    """Peak activation bytes per pixel of a whole-image pass (measured on the CPU, estimated on CUDA)."""
     if device_type == "cpu" and _allocator_tuned:
-        return TUNED_CPU_BYTES_PER_PIXEL
+        return TUNED_CPU_BYTES_PER_PIXEL[precision]
     return BYTES_PER_PIXEL[(device_type, precision)]
 
 

@@ -67,7 +67,8 @@ def test_rss_returns_to_rest_once_idle(registry, monkeypatch) -> None:
 
 def test_malloc_is_tuned_at_import_and_counted_by_the_memory_model() -> None:
     assert memory._allocator_tuned  # conftest does not set ANIMEGAN_MALLOC_TUNING=0
-    assert memory.bytes_per_pixel("cpu", "fp32") == memory.TUNED_CPU_BYTES_PER_PIXEL
+    assert memory.bytes_per_pixel("cpu", "fp32") == memory.TUNED_CPU_BYTES_PER_PIXEL["fp32"]
+    assert memory.bytes_per_pixel("cpu", "bf16") < memory.bytes_per_pixel("cpu", "fp32")  # half-size activations
     assert memory.bytes_per_pixel("cuda", "fp16") == memory.BYTES_PER_PIXEL[("cuda", "fp16")]
 
 

@@ -129,3 +129,41 @@ def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "no CUDA" in out.stdout
     assert list(tmp_path.iterdir()) == []  # no result file without a GPU
+
+
+def test_cli_precision_fp32_writes_the_reference_pixels(photos: dict[str, Path], hayao_pt: Path, registry,
+                                                        tmp_path: Path) -> None:
+    from test_cli import run_cli, small_copy
+
+    photo = small_copy(photos["railway_crossing"], tmp_path / "crossing.png", (96, 64))
+    outs = {}
+    for p in ("fp32", "bf16"):
+        r = run_cli(photo, "--weights", hayao_pt, "--out", p, "--max-side", "0", "--precision", p, cwd=tmp_path,
+                    cache=tmp_path / "cache")
+        assert r.returncode == 0, r.stderr
+        outs[p] = np.asarray(Image.open(tmp_path / p / "crossing_hayao.png").convert("RGB"))
+    reference = stylize(photo, "hayao", registry=registry, device="cpu", precision="fp32", max_side=0).image
+    assert np.array_equal(outs["fp32"], np.asarray(reference))
+    assert not np.array_equal(outs["bf16"], outs["fp32"])
+    bad = run_cli(photo, "--weights", hayao_pt, "--precision", "fp8", cwd=tmp_path, cache=tmp_path / "cache")
+    assert bad.returncode == 2 and "--precision" in bad.stderr
+
+
+def test_app_precision_from_flag_and_environment() -> None:
+    from animegan.serving import load_config
+
+    assert load_config([], {}).precision == "auto"
+    assert load_config([], {"ANIMEGAN_PRECISION": "FP32"}).precision == "fp32"
+    assert load_config(["--precision", "bf16"], {"ANIMEGAN_PRECISION": "fp32"}).precision == "bf16"
+    with pytest.raises(SystemExit) as exc:  # a usage error, as for every other bad setting
+        load_config([], {"ANIMEGAN_PRECISION": "fp8"})
+    assert exc.value.code == 2
+
+
+def test_fp16_on_a_cpu_runs_and_says_when_emulated(registry, photos: dict[str, Path]) -> None:
+    rgb = _photo(photos, "railway_crossing", 96)
+    res = stylize(rgb, "hayao", registry=registry, device="cpu", precision="fp16", max_side=0)
+    ref = stylize(rgb, "hayao", registry=registry, device="cpu", precision="fp32", max_side=0)
+    assert res.stats.precision == "fp16"
+    assert any("emulated" in n for n in res.stats.notices) == (not precision_mod.detect_cpu().native_fp16)
+    assert psnr(np.asarray(res.image), np.asarray(ref.image)) >= 45.0
