@@ -207,11 +207,13 @@ def fmt_bytes(n: int | float | None) -> str:
 
 # --- memory model and run plans ------------------------------------------------------------------
 # Peak activation bytes of one whole-image pass = FIXED + PER_PIXEL x pixels. The CPU figures were
-# measured here (bench/memory_bench.py model: peak RSS over the run, 384^2..1024^2): about 1500 B/px with
-# glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers stay in the heap, where
-# they fragment). No GPU was available to measure the CUDA rows: they are estimates from tensor sizes (fp16
-# halves activations) and only a first guess, since a CUDA out-of-memory error is recovered from.
-BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cpu", "bf16"): 1500, ("cpu", "fp16"): 1500,
+# measured here (bench/memory_bench.py model [--precision bf16]: peak RSS over the run, 384^2..1024^2):
+# fp32 about 1500 B/px with glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers
+# stay in the heap, where they fragment); bf16 up to 880 B/px untuned and 990 B/px tuned (half-size
+# activations). CPU fp16 was not measured and counts as fp32. No GPU was available to measure the CUDA rows:
+# they are estimates from tensor sizes (fp16/bf16 halve activations) and only a first guess, since a CUDA
+# out-of-memory error is recovered from (bench/gpu_check.py measures the 4K peak on a GPU).
+BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cpu", "bf16"): 900, ("cpu", "fp16"): 1500,
                    ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cuda", "bf16"): 900}
 TUNED_CPU_BYTES_PER_PIXEL = {"fp32": 2400, "bf16": 1000, "fp16": 2400}
 FIXED_BYTES = 64 << 20

@@ -167,3 +167,18 @@ def test_fp16_on_a_cpu_runs_and_says_when_emulated(registry, photos: dict[str, P
     assert res.stats.precision == "fp16"
     assert any("emulated" in n for n in res.stats.notices) == (not precision_mod.detect_cpu().native_fp16)
     assert psnr(np.asarray(res.image), np.asarray(ref.image)) >= 45.0
+
+
+def test_metrics_count_conversions_by_precision(registry, photos: dict[str, Path]) -> None:
+    pytest.importorskip("prometheus_client")
+    from animegan.metrics import Metrics
+
+    metrics = Metrics()
+    rgb = _photo(photos, "railway_crossing", 64)
+    for p in ("fp32", "bf16", "bf16"):
+        stats = stylize(rgb, "hayao", registry=registry, device="cpu", precision=p, max_side=0).stats
+        metrics.record("hayao", "cpu", stats.seconds, stats)
+    metrics.record("hayao", "cpu", 0.1, None, error_title="Unusable photo")  # a failure chose no precision
+    text = metrics.exposition().decode()
+    assert 'animegan_conversions_by_precision_total{device="cpu",precision="fp32"} 1.0' in text
+    assert 'animegan_conversions_by_precision_total{device="cpu",precision="bf16"} 2.0' in text

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("ray.serve")
@@ -27,6 +28,9 @@ from test_app import all_at_once, assert_stylised, client, running_app, small_ph
 from test_metrics import delta, scrape
 
 from animegan import stylize
+from animegan.precision import resolve
+
+AUTO_CPU = resolve("auto", torch.device("cpu")).precision  # what the replicas load: bf16 on a CPU with native bf16
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +64,7 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
     replicas = stats(ray_app)["replicas"]
     assert len({r["pid"] for r in replicas}) == 2 and os.getpid() not in {r["pid"] for r in replicas}
     for r in replicas:
-        assert r["device"] == "cpu" and r["torch_threads"] == 1 and r["loaded"] == ["hayao (cpu, fp32)"]
+        assert r["device"] == "cpu" and r["torch_threads"] == 1 and r["loaded"] == [f"hayao (cpu, {AUTO_CPU})"]
         assert r["rss"] > 100e6
         assert delta(before, after, "animegan_replica_conversions_total", replica=r["replica"]) >= 1, (r, after)
     assert sum(delta(before, after, "animegan_replica_conversions_total", replica=r["replica"]) for r in replicas) == 8
