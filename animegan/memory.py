@@ -317,12 +317,19 @@ def plan_run(height: int, width: int, device_type: str, precision: str, budget: 
     return RunPlan(tile, halo, stats_side, budget, estimate)
 
 
+_OOM_TEXTS = ("can't allocate memory", "out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA OOM, or a CPU allocation failure (which PyTorch reports as a RuntimeError)."""
+    """CUDA OOM, or a CPU allocation failure (which PyTorch reports as a RuntimeError).
+
+    cuDNN and cuBLAS report a failed workspace allocation as their own RuntimeError, not as
+    ``torch.OutOfMemoryError``: under a capped allocator that is how a convolution runs out of memory.
+    """
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXTS)
 
 
 def free_device_memory(device: torch.device) -> None:

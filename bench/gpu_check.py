@@ -114,6 +114,21 @@ def mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
+def timed_run(model: torch.nn.Module, rgb: np.ndarray, precision: str, dev: torch.device,
+              leaks: list[str]) -> tuple[np.ndarray, float]:
+    """One whole-image run: its pixels and seconds; a change of memory_allocated over it is appended to ``leaks``."""
+    torch.cuda.synchronize(dev)
+    before = torch.cuda.memory_allocated(dev)
+    t = time.perf_counter()
+    out = run_whole(model, rgb, precision)  # returns host pixels: the GPU work is finished
+    seconds = time.perf_counter() - t
+    torch.cuda.synchronize(dev)
+    after = torch.cuda.memory_allocated(dev)
+    if after != before:
+        leaks.append(f"{precision}: {before} -> {after} bytes")
+    return out, seconds
+
+
 def precision_table(say: Report, registry: Registry, dev: torch.device, photo: Path, repeats: int) -> None:
     precisions = ["fp32", "fp16"]
     if torch.cuda.is_bf16_supported(including_emulation=False):
@@ -137,27 +152,14 @@ def precision_table(say: Report, registry: Registry, dev: torch.device, photo: P
         peaks: dict[str, int] = {}
         times: dict[str, list[float]] = {p: [] for p in precisions}
         leaks: list[str] = []
-
-        def once(p: str) -> tuple[np.ndarray, float]:
-            torch.cuda.synchronize(dev)
-            before = torch.cuda.memory_allocated(dev)
-            t = time.perf_counter()
-            out = run_whole(models[p], rgb, p)  # returns host pixels: the GPU work is finished
-            seconds = time.perf_counter() - t
-            torch.cuda.synchronize(dev)
-            after = torch.cuda.memory_allocated(dev)
-            if after != before:
-                leaks.append(f"{p}: {before} -> {after} bytes")
-            return out, seconds
-
         try:
             for p in precisions:  # warm-up (cuDNN autotuning, allocator), the reference outputs and the peaks
                 torch.cuda.reset_peak_memory_stats(dev)
-                outs[p], _ = once(p)
+                outs[p], _ = timed_run(models[p], rgb, p, dev, leaks)
                 peaks[p] = torch.cuda.max_memory_allocated(dev) - resting
             for rep in range(repeats):
                 for p in (precisions if rep % 2 == 0 else precisions[::-1]):
-                    times[p].append(once(p)[1])
+                    times[p].append(timed_run(models[p], rgb, p, dev, leaks)[1])
         except torch.OutOfMemoryError:
             gc.collect()
             torch.cuda.empty_cache()
