@@ -65,6 +65,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help=f"photo the inputs are cut from (default: {DEFAULT_PHOTO})")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                    help=f"what to time (default: all of {' '.join(VARIANTS)}); fp32 is always run, as the reference")
+    p.add_argument("--int8-ceiling", action="store_true",
+                   help="also measure the eager int8 GEMM ceiling (quantized 1x1 conv) next to the bf16 one")
     p.add_argument("--out", type=Path, help="also write the table to this file (e.g. bench/results/engine-bf16.txt)")
     p.add_argument("--worker", choices=["fp32", "bf16", "autocast", "baseline"], help=argparse.SUPPRESS)
     p.add_argument("--outputs", type=Path, help=argparse.SUPPRESS)
@@ -130,6 +132,25 @@ def onednn_gemm_gflops(dtype: torch.dtype = torch.float32, channels: int = 512, 
     x = torch.randn(1, channels, side, side).to(dtype=dtype, memory_format=torch.channels_last)
     with torch.inference_mode():
         return 2 * channels * channels * side * side / _best_seconds(lambda: conv(x), repeats) / 1e9
+
+
+def int8_gemm_gops(channels: int = 512, side: int = 64, repeats: int = 5) -> tuple[float, str]:
+    """Best-of int8 GEMM throughput of PyTorch's eager quantized 1x1 convolution (x86/fbgemm engine, uint8 x int8).
+
+    The ceiling an eager int8 engine could reach here; the issue's bar for adopting int8 is 1.3x over bf16.
+    """
+    import warnings
+
+    engines = torch.backends.quantized.supported_engines
+    torch.backends.quantized.engine = "x86" if "x86" in engines else "fbgemm"
+    with warnings.catch_warnings():  # quantized tensor creation is deprecated in torch 2.13; still the eager route
+        warnings.simplefilter("ignore")
+        conv = torch.ao.nn.quantized.Conv2d(channels, channels, 1, bias=False)
+        x = torch.quantize_per_tensor(torch.randn(1, channels, side, side), 0.05, 64, torch.quint8)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            gops = 2 * channels * channels * side * side / _best_seconds(lambda: conv(x), repeats) / 1e9
+    return gops, torch.backends.quantized.engine
 
 
 def cpu_name() -> str:
@@ -212,6 +233,7 @@ def main() -> None:
     variants = ["fp32"] + [v for v in VARIANTS if v in args.variants and v != "fp32"]
     command = shlex.join(["python", "bench/bench_engine.py", "--sizes", *map(str, args.sizes), "--repeats", str(args.repeats),
                           *(["--variants", *variants] if set(variants) != set(VARIANTS) else []),
+                          *(["--int8-ceiling"] if args.int8_ceiling else []),
                           *(["--weights", str(args.weights)] if args.weights != DEFAULT_WEIGHTS else [])])
     lines: list[str] = []
 
@@ -228,6 +250,10 @@ def main() -> None:
     mm, dnn32, dnn16 = matmul_gflops(), onednn_gemm_gflops(torch.float32), onednn_gemm_gflops(torch.bfloat16)
     say(f"ceiling : GEMM, best of 5, measured now: oneDNN (1x1 conv 512->512 on 64x64, channels_last) fp32 "
         f"{dnn32:.1f} GFLOP/s, bf16 {dnn16:.1f} GFLOP/s ({dnn16 / dnn32:.2f}x); torch.mm 2048x2048 fp32 (MKL) {mm:.1f}")
+    if args.int8_ceiling:
+        gops, engine = int8_gemm_gops()
+        say(f"ceiling : int8 GEMM, eager quantized 1x1 conv 512->512 on 64x64 ({engine} engine): {gops:.1f} GOP/s, "
+            f"{gops / dnn16:.2f}x the bf16 ceiling (int8 is adopted only at >= 1.3x over bf16 end to end)")
     base_model = Generator().eval()
     kinds = {"fp32": ("fp32", {}), "bf16": ("bf16", {}), "autocast": ("autocast", {}),
              "baseline": ("baseline", BASELINE_ENV), "base+env": ("baseline", {})}
