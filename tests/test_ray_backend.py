@@ -70,12 +70,17 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
     assert sum(delta(before, after, "animegan_replica_conversions_total", replica=r["replica"]) for r in replicas) == 8
 
     png, text = results[0]  # type: ignore[misc]
-    local = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=sides[0]).image
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the replicas run: in bf16 another thread count rounds differently (up to 3 of 255)
+    try:
+        local = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=sides[0]).image
+    finally:
+        torch.set_num_threads(threads)
     with Image.open(png) as out:
         assert out.size == local.size
         diff = np.abs(np.asarray(out.convert("RGB"), np.int16) - np.asarray(local.convert("RGB"), np.int16))
     assert diff.max() <= 2, "a replica must run the same engine (only thread-count rounding may differ)"
-    assert text.startswith("Hayao style") and "on cpu" in text
+    assert text.startswith("Hayao style") and f"on cpu in {AUTO_CPU}" in text
 
 
 def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_photo: Path, tmp_path: Path) -> None:  # noqa: F811
