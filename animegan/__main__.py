@@ -21,9 +21,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import imaging
-from .engine import ConversionTimeout, LocalConverter, OutOfMemory, default_precision
+from .engine import ConversionTimeout, LocalConverter, OutOfMemory
 from .memory import fmt_bytes, parse_bytes, resolve_device
 from .options import RunOptions
+from .precision import PRECISIONS, resolve
 from .registry import Registry
 from .styles import UnknownStyleError, style_ids
 from .weights import WeightsError, WeightsOrigin
@@ -47,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=None,
                    help="downscale so the longer side is at most N px (0: native size; default: the style's)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
+                        "fp32 gives the reference output")
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
@@ -118,7 +122,7 @@ def convert_main(argv: list[str]) -> int:
         if args.weights:  # the registry keys explicit files by style id
             registry.weights = {spec.id: args.weights}
         device = resolve_device(args.device)  # preload exactly the model stylize() will ask for
-        registry.get(spec, device, default_precision(device))
+        registry.get(spec, device, resolve(args.precision, device).precision)
     except (UnknownStyleError, WeightsError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,7 +131,8 @@ def convert_main(argv: list[str]) -> int:
         print("error: no images found in the given inputs", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    options = RunOptions(style=spec.id, device=str(device), max_side=args.max_side, keep_brightness=args.keep_brightness,
+    options = RunOptions(style=spec.id, device=str(device), precision=args.precision, max_side=args.max_side,
+                         keep_brightness=args.keep_brightness,
                          max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile)
     convert = LocalConverter(registry)
     failed = 0

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from . import imaging, inference, memory
+from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
 from .options import Notice, RunOptions
 from .registry import LoadedModel, Precision, Registry, default_registry
@@ -95,7 +96,8 @@ class StylizeResult:
 
 
 def default_precision(device: torch.device) -> Precision:
-    return "fp16" if device.type == "cuda" else "fp32"
+    """What ``precision="auto"`` runs on this device (see :mod:`animegan.precision`)."""
+    return precision_mod.resolve("auto", device).precision
 
 
 def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str,
@@ -148,9 +150,10 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
                 notices.append(Notice("cpu_fallback",
                                       "the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU"))
                 log.warning("out of memory on %s with the smallest tiles; falling back to the CPU", device)
-                device, precision = torch.device("cpu"), "fp32"
-                loaded = registry.get(spec, device, "fp32")
-                plan = memory.plan_run(h, w, "cpu", "fp32", memory.default_budget(device))
+                device = torch.device("cpu")
+                precision = "fp32" if precision == "fp32" else default_precision(device)
+                loaded = registry.get(spec, device, precision)
+                plan = memory.plan_run(h, w, "cpu", precision, memory.default_budget(device))
                 continue
             raise OutOfMemory(
                 f"not enough memory for a {w}x{h} photo even in {memory.MIN_TILE} px tiles; "
@@ -198,6 +201,8 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
     unavailable, ``OutOfMemory`` when nothing fits and ``ConversionTimeout`` past the deadline.
+    ``precision``: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, bf16 or fp16;
+    a precision this machine only emulates still runs, with a notice that it is slower.
     ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
     running the model (``stats.cached``), a miss stores this run's PNG.
     """
@@ -222,7 +227,8 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     registry = registry or default_registry()
     spec = spec or registry.style(options.style)
     dev = resolve_device(options.device)
-    precision = options.precision or default_precision(dev)
+    decision = precision_mod.resolve(options.precision or "auto", dev)
+    precision = decision.precision
     limit = spec.max_side if options.max_side is None else options.max_side
     if limit < 0:
         raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
@@ -231,7 +237,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     loaded = registry.get(spec, dev, precision, progress=progress)
     deadline.check("after loading the style")
 
-    notices: list[Notice] = []
+    notices: list[Notice] = [Notice("precision", decision.notice)] if decision.notice else []
     if photo.downscaled:
         notices.append(Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
                               f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))

@@ -69,6 +69,8 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("port", "ANIMEGAN_PORT", "port (default 7860)", int),
     Flag("share", "ANIMEGAN_SHARE", "also open a public gradio.live link", kind="switch"),
     Flag("device", "ANIMEGAN_DEVICE", "default auto: CUDA when present, else CPU", choices=("auto", "cpu", "cuda")),
+    Flag("precision", "ANIMEGAN_PRECISION", "default auto: fp16 on CUDA, bf16 on a CPU with native bf16 "
+         "(AVX512_BF16/AMX), else fp32", choices=("auto", "fp32", "bf16", "fp16")),
     Flag("concurrency", "ANIMEGAN_CONCURRENCY",
          "conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)", int),
     Flag("max_queue", "ANIMEGAN_MAX_QUEUE", "requests allowed to wait; more get 'queue full' (default 16)", int),

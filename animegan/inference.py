@@ -22,8 +22,8 @@ MIN_SIDE = 8  # the smallest side whose internal reflect pads are all valid (3 p
 
 def to_tensor(rgb: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW in [-1, 1] (upstream: x / 127.5 - 1)."""
-    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype)
-    x = x / 127.5 - 1.0
+    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).to(device).permute(2, 0, 1).unsqueeze(0).float()
+    x = (x / 127.5 - 1.0).to(dtype)  # scaled in fp32, then rounded once to the model's dtype
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
 
@@ -56,8 +56,9 @@ def pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
 
 
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and precision == "fp16":
-        return torch.autocast("cuda", dtype=torch.float16)
+    """CUDA half precisions also run under autocast (norms in fp32); on the CPU the model's dtype is the run's."""
+    if device.type == "cuda" and precision in ("fp16", "bf16"):
+        return torch.autocast("cuda", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
     return contextlib.nullcontext()
 
 

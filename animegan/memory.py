@@ -219,12 +219,16 @@ def fmt_bytes(n: int | float | None) -> str:
 
 # --- memory model and run plans ------------------------------------------------------------------
 # Peak activation bytes of one whole-image pass = FIXED + PER_PIXEL x pixels. The CPU figures were
-# measured here (bench/memory_bench.py model: peak RSS over the run, 384^2..1024^2): about 1500 B/px with
-# glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers stay in the heap, where
-# they fragment). No GPU was available to measure the CUDA rows: they are estimates from tensor sizes (fp16
-# halves activations) and only a first guess, since a CUDA out-of-memory error is recovered from.
-BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cpu", "fp16"): 1500}
-TUNED_CPU_BYTES_PER_PIXEL = 2400
+# measured here (bench/memory_bench.py model [--precision bf16]: peak RSS over the run, 384^2..1024^2):
+# fp32 about 1500 B/px with glibc's default malloc, up to 2400 B/px with tune_cpu_allocator (freed buffers
+# stay in the heap, where they fragment); bf16 up to 880 B/px untuned and 990 B/px tuned (half-size
+# activations), counted as 1050 tuned: a tiled 4K photo planned at 1000 peaked 2% over its budget in the
+# statistics run (bench/memory_bench.py 4k --precision bf16). CPU fp16 was not measured and counts as fp32. No GPU was available to measure the CUDA rows:
+# they are estimates from tensor sizes (fp16/bf16 halve activations) and only a first guess, since a CUDA
+# out-of-memory error is recovered from (bench/gpu_check.py measures the 4K peak on a GPU).
+BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cpu", "bf16"): 900, ("cpu", "fp16"): 1500,
+                   ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cuda", "bf16"): 900}
+TUNED_CPU_BYTES_PER_PIXEL = {"fp32": 2400, "bf16": 1050, "fp16": 2400}
 FIXED_BYTES = 64 << 20
 ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) and a float32 RGB output (12 B/px)
 DEFAULT_CPU_BUDGET = 2 << 30
@@ -263,8 +267,9 @@ def default_budget(device: torch.device, requested: int | None = None) -> int:
 
 
 def bytes_per_pixel(device_type: str, precision: str) -> int:
+    """Peak activation bytes per pixel of a whole-image pass (measured on the CPU, estimated on CUDA)."""
     if device_type == "cpu" and _allocator_tuned:
-        return TUNED_CPU_BYTES_PER_PIXEL
+        return TUNED_CPU_BYTES_PER_PIXEL[precision]
     return BYTES_PER_PIXEL[(device_type, precision)]
 
 
@@ -335,12 +340,19 @@ def plan_run(height: int, width: int, device_type: str, precision: str, budget: 
     return RunPlan(tile, halo, stats_side, budget, estimate, passes=tiled_passes(True))
 
 
+_OOM_TEXTS = ("can't allocate memory", "out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA OOM, or a CPU allocation failure (which PyTorch reports as a RuntimeError)."""
+    """CUDA OOM, or a CPU allocation failure (which PyTorch reports as a RuntimeError).
+
+    cuDNN and cuBLAS report a failed workspace allocation as their own RuntimeError, not as
+    ``torch.OutOfMemoryError``: under a capped allocator that is how a convolution runs out of memory.
+    """
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(t in text for t in _OOM_TEXTS)
 
 
 def free_device_memory(device: torch.device) -> None:

@@ -86,6 +86,10 @@ class Metrics:
         self.conversions = Counter("animegan_conversions", "Conversions by style, device and outcome "
                                    "(ok, or the error's title such as unusable_photo, out_of_memory).",
                                    ["style", "device", "outcome"], registry=r)
+        # A separate family (not a label on conversions_total): failed conversions never chose a precision.
+        self.precisions = Counter("animegan_conversions_by_precision", "Successful conversions by the device and "
+                                  "precision (fp32, bf16, fp16) that produced them, cache hits included.",
+                                  ["device", "precision"], registry=r)
         self.latency = Histogram("animegan_conversion_seconds", "Wall time of the conversion handler, by style.",
                                  ["style"], buckets=LATENCY_BUCKETS, registry=r)
         self.rejections = Counter("animegan_queue_rejections", "Requests refused because the queue was full.", registry=r)
@@ -114,6 +118,7 @@ class Metrics:
         self.conversions.labels(style, stats.device if stats else device, outcome).inc()
         self.latency.labels(style).observe(seconds)
         if stats is not None:
+            self.precisions.labels(stats.device, stats.precision).inc()
             self.tiles.inc(stats.tiles)
             self.oom_recoveries.inc(stats.oom_recoveries)
             if self.cache_backend:

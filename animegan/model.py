@@ -166,7 +166,7 @@ class LayerNorm(nn.Module):
         if stats is None or stats.mode == "off":
             return F.group_norm(x, 1, self.weight, self.bias, self.eps)
         if stats.mode == "record":
-            var, mean = torch.var_mean(x.float(), dim=(1, 2, 3), unbiased=False)
+            mean, var = _moments_fp32(x)
             stats.values.append((mean, var))
         else:
             tally = stats.tally
@@ -176,11 +176,33 @@ class LayerNorm(nn.Module):
                     raise TallyDone
             mean, var = stats.values[stats.cursor]
             stats.cursor += 1
-        inv = torch.rsqrt(var + self.eps).to(x.dtype)[:, None, None, None] * self.weight.view(1, -1, 1, 1)
-        shift = self.bias.view(1, -1, 1, 1) - mean.to(x.dtype)[:, None, None, None] * inv
+        # Scale and shift are worked out in fp32 and rounded once to the activations' dtype (bf16/fp16 runs).
+        inv = torch.rsqrt(var.float() + self.eps)[:, None, None, None] * self.weight.float().view(1, -1, 1, 1)
+        shift = self.bias.float().view(1, -1, 1, 1) - mean.float()[:, None, None, None] * inv
         # One fused multiply-add: ``x * inv + shift`` would hold a third full-size buffer at the peak, which
         # made the statistics run of a tiled 4K photo overshoot its memory budget by a third.
-        return torch.addcmul(shift, x, inv)
+        return torch.addcmul(shift.to(x.dtype), x, inv.to(x.dtype))
+
+
+MOMENT_CHANNELS = 16  # channels widened to fp32 at a time when a bf16/fp16 activation's moments are taken
+
+
+def _moments_fp32(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample mean and (biased) variance over (C, H, W), accumulated in fp32.
+
+    A reduced-precision activation is widened a few channels at a time (a full fp32 copy would add
+    4 bytes per value to the statistics run's peak); per-channel moments combine exactly, since every
+    channel has the same number of values: var = mean(var_c) + mean((mean_c - mean)^2).
+    """
+    if x.dtype == torch.float32:
+        var, mean = torch.var_mean(x, dim=(1, 2, 3), unbiased=False)
+        return mean, var
+    parts = [torch.var_mean(x[:, c:c + MOMENT_CHANNELS].float(), dim=(2, 3), unbiased=False)
+             for c in range(0, x.shape[1], MOMENT_CHANNELS)]
+    var_c = torch.cat([v for v, _ in parts], dim=1)
+    mean_c = torch.cat([m for _, m in parts], dim=1)
+    mean = mean_c.mean(dim=1)
+    return mean, var_c.mean(dim=1) + (mean_c - mean[:, None]).square().mean(dim=1)
 
 
 def _reflect_pad(x: Tensor, kernel: int, stride: int) -> Tensor:

@@ -13,19 +13,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from .model import Generator
+from .model import Generator, LayerNorm
+from .precision import DTYPES, Precision
 from .styles import StyleSpec, get_style, load_styles
 from .weights import LoadedWeights, WeightsError, WeightsOrigin, availability, resolve_weights
 from .weights.download import Progress
 
 log = logging.getLogger(__name__)
-Precision = Literal["fp32", "fp16"]
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class ModelKey:
@@ -128,8 +125,14 @@ class Registry:
                 model = Generator(spec.flavour)  # how these weights compute: the style file says
                 model.load_state_dict(weights.state_dict, strict=True)
                 model.requires_grad_(False).eval()
-                dtype = torch.float16 if precision == "fp16" else torch.float32
-                model = model.to(device=key.device, dtype=dtype)
+                if precision not in DTYPES:
+                    raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(DTYPES)}")
+                # The whole model in the run's dtype (not autocast): activations stay bf16/fp16 from layer to
+                # layer with no casts between them; layer norms still accumulate their statistics in fp32.
+                model = model.to(device=key.device, dtype=DTYPES[precision])
+                for norm in model.modules():  # gamma/beta stay fp32: the norms compute in fp32 and round once
+                    if isinstance(norm, LayerNorm):
+                        norm.float()
                 if torch.device(key.device).type == "cpu":
                     model = model.to(memory_format=torch.channels_last)
                 nbytes = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -46,6 +46,7 @@ class ServeConfig:
     port: int = DEFAULT_PORT
     share: bool = False
     device: str = "auto"
+    precision: str = "auto"               # auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32
     concurrency: int | None = None        # None: the default for the resolved device
     max_queue: int = DEFAULT_MAX_QUEUE
     max_side: int | None = None           # the UI's initial max side; None: the styles' recommended size
@@ -196,6 +197,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         port=pick("port") or int(env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         share=bool(pick("share")),
         device=pick("device") or "auto",
+        precision=(pick("precision") or "auto").strip().lower(),
         concurrency=pick("concurrency"),
         max_queue=pick("max_queue") or DEFAULT_MAX_QUEUE,
         max_side=pick("max_side"),
@@ -222,6 +224,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"--precision must be auto, fp32, bf16 or fp16, got {config.precision!r}")
     if config.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {config.replicas}")
     if config.result_cache and not config.result_cache.startswith(("redis://", "rediss://", "unix://")):

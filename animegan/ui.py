@@ -143,7 +143,7 @@ class StylizeApp:
         self.converter: Converter = converter or LocalConverter(registry, cache)
         self.metrics: Any = metrics  # animegan.metrics.Metrics with --metrics (imported only then)
         # Settings that are the same for every request, built once; each request adds its own.
-        self.options = RunOptions(device=config.device, max_pixels=config.max_pixels,
+        self.options = RunOptions(device=config.device, precision=config.precision, max_pixels=config.max_pixels,
                                   memory_budget=config.memory_budget, tile=config.tile)
         self._run = spaces.GPU(duration=120)(_run_engine) if spaces is not None else _run_engine
 
@@ -489,7 +489,7 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     """The plain-text line shown under the result (and returned by the API): size, time, memory, downscaling."""
     w, h = stats.output_size
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
-              f"(peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
+              f"in {stats.precision} (peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
     if stats.cached:
         parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
                  f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)})."]

@@ -1,7 +1,7 @@
 """Memory benchmarks for the memory-aware engine. Each prints its figures and the command that re-runs it.
 
-    python bench/memory_bench.py model            # peak bytes per pixel of whole runs (fresh process per size)
-    python bench/memory_bench.py 4k               # peak RSS of a 3840x2160 photo at native size, default budget
+    python bench/memory_bench.py model [--precision bf16]  # peak bytes per pixel of whole runs (fresh process per size)
+    python bench/memory_bench.py 4k [--precision bf16]     # peak RSS of a 3840x2160 photo at native size, default budget
     python bench/memory_bench.py soak --runs 200  # RSS growth over sequential conversions in one process
     python bench/memory_bench.py tiles            # tiled vs whole at 1024 px on five real photos, old vs new statistics
     python bench/memory_bench.py tiles --photos animegan/examples/astronaut.jpg --budgets 1G 900M 800M 600M
@@ -36,15 +36,18 @@ def _child(code: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-PRELUDE = f"""
+def prelude(precision: str = "fp32") -> str:
+    """Child-process setup: the model in ``precision`` loaded and warmed up, so only the run itself is measured."""
+    return f"""
 import json, sys, numpy as np, torch
 sys.path.insert(0, {str(REPO)!r})
 from PIL import Image
 from animegan import Registry, stylize
 from animegan.memory import process_rss, PeakRSS
+PRECISION = {precision!r}
 registry = Registry(weights={{"hayao": {str(WEIGHTS)!r}}}, offline=True)
-registry.get("hayao", "cpu", "fp32")
-stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0)  # warm-up
+registry.get("hayao", "cpu", PRECISION)
+stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0, precision=PRECISION)
 """
 
 
@@ -56,11 +59,11 @@ def photo_at(width: int, height: int) -> np.ndarray:
 def cmd_model(args: argparse.Namespace) -> None:
     rows = []
     for side in args.sizes:
-        r = _child(PRELUDE + f"""
+        r = _child(prelude(args.precision) + f"""
 rgb = np.asarray(Image.open({str(PHOTOS[0])!r}).convert("RGB").resize(({side}, {side}), Image.LANCZOS))
 base = process_rss()
 with PeakRSS() as p:
-    stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, tile=0)
+    stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, tile=0, precision=PRECISION)
 print(json.dumps({{"delta": p.peak - base, "pixels": {side * side}}}))
 """)
         rows.append((side, r["delta"], r["pixels"]))
@@ -69,32 +72,33 @@ print(json.dumps({{"delta": p.peak - base, "pixels": {side * side}}}))
         px = np.array([r[2] for r in rows], float)
         by = np.array([r[1] for r in rows], float)
         slope, icpt = np.polyfit(px, by, 1)
-        print(f"fit: peak = {icpt / 2**20:.0f} MiB + {slope:.0f} B/px  "
-              f"(animegan/memory.py uses FIXED_BYTES + bytes_per_pixel('cpu', 'fp32'))")
+        from animegan import memory
+        print(f"fit ({args.precision}): peak = {icpt / 2**20:.0f} MiB + {slope:.0f} B/px  (animegan/memory.py uses "
+              f"FIXED_BYTES + bytes_per_pixel('cpu', {args.precision!r}) = {memory.bytes_per_pixel('cpu', args.precision)})")
 
 
 def cmd_4k(args: argparse.Namespace) -> None:
     budget = repr(args.budget)
-    r = _child(PRELUDE + f"""
+    r = _child(prelude(args.precision) + f"""
 rgb = np.asarray(Image.open({str(PHOTOS[0])!r}).convert("RGB").resize((3840, 2160), Image.LANCZOS))
 base = process_rss()
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")
-res = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget={budget})
+res = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget={budget}, precision=PRECISION)
 hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
 print(json.dumps({{"hwm": hwm, "base": base, "seconds": res.stats.seconds, "plan": res.stats.plan,
                   "size": res.image.size, "tiles": res.stats.tiles}}))
 """)
     from animegan.memory import estimate_bytes
-    untiled = estimate_bytes(3840 * 2160, "cpu", "fp32") + r["base"]
-    print(f"3840x2160 native, budget {args.budget or 'default'}: peak RSS {r['hwm'] / 2**30:.2f} GiB "
+    untiled = estimate_bytes(3840 * 2160, "cpu", args.precision) + r["base"]
+    print(f"3840x2160 native, {args.precision}, budget {args.budget or 'default'}: peak RSS {r['hwm'] / 2**30:.2f} GiB "
           f"(process before the run {r['base'] / 2**30:.2f} GiB), {r['seconds']:.0f} s, output {r['size']}, "
           f"{r['tiles']} tiles: {r['plan']}")
     print(f"untiled estimate from the memory model: {untiled / 2**30:.1f} GiB")
 
 
 def cmd_soak(args: argparse.Namespace) -> None:
-    r = _child(PRELUDE + f"""
+    r = _child(prelude() + f"""
 rng = np.random.default_rng(0)
 src = np.asarray(Image.open({str(PHOTOS[1])!r}).convert("RGB"))
 samples = []
@@ -102,7 +106,8 @@ for i in range({args.runs}):
     h, w = int(rng.integers(96, 257)), int(rng.integers(96, 257))
     y, x = int(rng.integers(0, src.shape[0] - h)), int(rng.integers(0, src.shape[1] - w))
     tile = 96 if i % 5 == 4 else None  # every fifth run is tiled
-    stylize(np.ascontiguousarray(src[y:y + h, x:x + w]), "hayao", registry=registry, device="cpu", max_side=0, tile=tile)
+    stylize(np.ascontiguousarray(src[y:y + h, x:x + w]), "hayao", registry=registry, device="cpu", max_side=0, tile=tile,
+            precision=PRECISION)
     samples.append(process_rss())
 import time, animegan.memory as m
 time.sleep(m.IDLE_TRIM_DELAY_S + 1)  # the heap is given back once the process has been idle that long
@@ -220,7 +225,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("model")
     m.add_argument("--sizes", type=int, nargs="+", default=[384, 512, 768, 1024])
+    m.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     k = sub.add_parser("4k")
+    k.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     k.add_argument("--budget", default=None, help="memory budget (default: the engine's CPU default)")
     s = sub.add_parser("soak")
     s.add_argument("--runs", type=int, default=200)

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import all_at_once
+import torch
 from PIL import Image
 
 from animegan import InvalidImageError, WeightsMissingError, stylize
+from animegan.engine import default_precision
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -36,7 +38,7 @@ def test_downscale_to_max_side_and_stats(registry, photos: dict[str, Path], haya
     expected = (round(original[0] * scale), round(original[1] * scale))
     assert max(expected) == 128
     assert result.image.size == expected and result.image.mode == "RGB"
-    assert (s.style, s.device, s.precision) == ("hayao", "cpu", "fp32")
+    assert (s.style, s.device, s.precision) == ("hayao", "cpu", default_precision(torch.device("cpu")))
     assert s.original_size == original and s.input_size == expected and s.output_size == expected
     assert s.downscaled is True
     assert s.seconds > 0 and s.peak_memory > 50_000_000 and s.peak_memory_kind

@@ -42,7 +42,7 @@ def _cli(inputs: list[Path], flavour: str, hayao_pt: Path, tmp_path: Path, monke
     monkeypatch.setenv("ANIMEGAN_STYLES_DIR", str(styles))
     out = tmp_path / f"out-{flavour}"
     assert main([*map(str, inputs), "--style", "port_test", "--weights", str(hayao_pt), "--max-side", "0",
-                 "--out", str(out), "--offline", "--device", "cpu"]) == 0
+                 "--out", str(out), "--offline", "--device", "cpu", "--precision", "fp32"]) == 0
     return out
 
 

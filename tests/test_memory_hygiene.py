@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from animegan import memory, stylize
 
@@ -67,7 +68,8 @@ def test_rss_returns_to_rest_once_idle(registry, monkeypatch) -> None:
 
 def test_malloc_is_tuned_at_import_and_counted_by_the_memory_model() -> None:
     assert memory._allocator_tuned  # conftest does not set ANIMEGAN_MALLOC_TUNING=0
-    assert memory.bytes_per_pixel("cpu", "fp32") == memory.TUNED_CPU_BYTES_PER_PIXEL
+    assert memory.bytes_per_pixel("cpu", "fp32") == memory.TUNED_CPU_BYTES_PER_PIXEL["fp32"]
+    assert memory.bytes_per_pixel("cpu", "bf16") < memory.bytes_per_pixel("cpu", "fp32")  # half-size activations
     assert memory.bytes_per_pixel("cuda", "fp16") == memory.BYTES_PER_PIXEL[("cuda", "fp16")]
 
 
@@ -88,3 +90,12 @@ def test_concurrent_runs_share_one_release() -> None:
     assert wait_for(lambda: release.trims == 1)
     time.sleep(0.2)
     assert release.trims == 1
+
+
+def test_out_of_memory_is_recognised_in_every_form_the_gpu_libraries_use() -> None:
+    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert memory.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"))
+    assert memory.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert memory.is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert not memory.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_BAD_PARAM"))
+    assert not memory.is_out_of_memory(ValueError("out of memory"))  # only the libraries' RuntimeErrors count

@@ -55,11 +55,11 @@ def test_a_conversion_on_one_app_is_a_hit_on_another(hayao_pt: Path, small_photo
             running_app(tmp_path / "b", *common, "--result-cache", url) as b:
         png_a, text_a = client(a, tmp_path / "ca").predict(handle_file(str(small_photo)), "hayao", 0, False,
                                                           api_name="/stylize")
-        assert "from the result cache" not in text_a
+        assert "from the cache" not in text_a
         assert len(redis.Redis.from_url(url).keys(KEY_PREFIX + "*")) == 1
         png_b, text_b = client(b, tmp_path / "cb").predict(handle_file(str(small_photo)), "hayao", 0, False,
                                                           api_name="/stylize")
-        assert "from the result cache" in text_b, text_b
+        assert "from the cache, converted earlier" in text_b, text_b
     assert np.array_equal(np.asarray(Image.open(png_a)), np.asarray(Image.open(png_b)))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import all_at_once
 
 import animegan.styles
@@ -160,13 +161,16 @@ def test_preload_loads_what_stylize_uses_and_reports_each_failure(fresh: Registr
     from animegan import stylize
     from animegan.weights import WeightsMissingError
 
+    from animegan.engine import default_precision
+
+    auto = default_precision(torch.device("cpu"))  # what stylize() runs on this CPU (bf16 where it is native)
     outcome = fresh.preload(device="cpu")
     assert list(outcome) == STYLE_IDS
-    assert outcome["hayao"].key.device == "cpu" and outcome["hayao"].key.precision == "fp32"
+    assert outcome["hayao"].key.device == "cpu" and outcome["hayao"].key.precision == auto
     for sid in ("shinkai", "paprika"):  # offline, no files: the reason, not an exception, and the others still load
         assert isinstance(outcome[sid], WeightsMissingError) and sid in str(outcome[sid])
     assert fresh.loads == 3 and len(fresh.loaded()) == 1
-    assert fresh.get("hayao", "cpu", "fp32") is outcome["hayao"]
+    assert fresh.get("hayao", "cpu", auto) is outcome["hayao"]
     stylize(np.zeros((8, 8, 3), np.uint8), "hayao", registry=fresh, device="cpu")  # the preloaded model serves it
     assert fresh.loads == 3 and len(fresh.loaded()) == 1
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from animegan import stylize
+from animegan.engine import default_precision
 from animegan.result_cache import MemoryCache, ResultCache, cache_capacity, open_cache, result_key
 
 
@@ -111,7 +113,7 @@ def small_jpeg(photos: dict[str, Path], tmp_path: Path) -> Path:
 
 def test_hit_returns_identical_pixels_without_running_the_model(registry, small_jpeg: Path, tmp_path: Path) -> None:
     cache = MemoryCache(16 << 20)
-    counter = ForwardCounter(registry.get("hayao").model)
+    counter = ForwardCounter(registry.get("hayao", "cpu", default_precision(torch.device("cpu"))).model)  # what stylize() runs
     try:
         first = stylize(small_jpeg, "hayao", registry=registry, max_side=0, cache=cache)
         assert counter.calls == 1 and not first.stats.cached and first.png is not None
@@ -132,7 +134,7 @@ def test_hit_returns_identical_pixels_without_running_the_model(registry, small_
 
 def test_settings_that_change_the_output_miss(registry, small_jpeg: Path) -> None:
     cache = MemoryCache(16 << 20)
-    counter = ForwardCounter(registry.get("hayao").model)
+    counter = ForwardCounter(registry.get("hayao", "cpu", default_precision(torch.device("cpu"))).model)  # what stylize() runs
     try:
         stylize(small_jpeg, "hayao", registry=registry, max_side=0, cache=cache)
         bright = stylize(small_jpeg, "hayao", registry=registry, max_side=0, keep_brightness=True, cache=cache)
@@ -165,6 +167,6 @@ def test_app_answers_a_repeat_from_the_cache(hayao_pt: Path, photos: dict[str, P
         png1, note1 = c.predict(handle_file(str(photo)), "hayao", 0, False, api_name="/stylize")
         png2, note2 = c.predict(handle_file(str(photo)), "hayao", 0, False, api_name="/stylize")
         s = stats(url)
-    assert "result cache" not in note1 and "from the result cache" in note2
+    assert "from the cache" not in note1 and "from the cache, converted earlier" in note2
     assert Path(png1).read_bytes() == Path(png2).read_bytes()
     assert s["result_cache"]["hits"] == 1 and s["result_cache"]["misses"] == 1 and s["succeeded"] == 2
