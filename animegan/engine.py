@@ -111,19 +111,6 @@ def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str
                                precision=precision, on_tile=on_tile)
 
 
-def _smaller(plan: RunPlan, height: int, width: int) -> RunPlan | None:
-    """The next plan to try after running out of memory, or None when tiles are already the smallest."""
-    if not plan.tiled:
-        tile = max(memory.MIN_TILE, max(height, width) // 2)
-    elif plan.tile > memory.MIN_TILE:
-        tile = max(memory.MIN_TILE, plan.tile // 2)
-    else:
-        return None
-    stats_side = max(memory.MIN_TILE, int(plan.stats_side / 1.5) // 4 * 4)
-    passes = inference.tiled_passes(stats_side < max(height, width))
-    return RunPlan(tile, plan.halo or memory.DEFAULT_HALO, stats_side, plan.budget, plan.estimate // 2, passes)
-
-
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
                        device: torch.device, precision: str, notices: list[Notice],
                        on_tile: TileProgress | None) -> tuple[np.ndarray, RunPlan, LoadedModel, int]:
@@ -139,7 +126,7 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
             gc.collect()
             memory.free_device_memory(device)
             recoveries += 1
-            nxt = _smaller(plan, h, w)
+            nxt = plan.smaller(h, w)
             if nxt is not None:
                 notices.append(Notice("out_of_memory",
                                       f"out of memory with {plan.describe()}; retried with tiles of {nxt.tile} px"))
@@ -265,7 +252,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     if keep_brightness:
         rgb = imaging.keep_brightness(rgb, photo.rgb)
     out = imaging.to_image(rgb, photo.alpha)
-    n_tiles = len(inference.tile_grid(*_padded(h, w), plan.tile, plan.halo)) if plan.tiled else 0
+    n_tiles = plan.tile_count(h, w)
     stats = RunStats(
         style=spec.id, device=str(ran_on), precision=loaded.key.precision, original_size=photo.original_size,
         input_size=photo.size, output_size=out.size, downscaled=photo.downscaled, seconds=seconds,
@@ -317,8 +304,3 @@ def _from_cache(cache: ResultCache, key: str, photo: imaging.Photo, loaded: Load
         plan="result cache hit", notices=notices, cached=True,
     )
     return StylizeResult(image, stats, png)
-
-
-def _padded(h: int, w: int) -> tuple[int, int]:
-    ph, pw = inference.padding_for(h, w)
-    return h + ph, w + pw

@@ -125,10 +125,7 @@ def tile_grid(h: int, w: int, core: int, halo: int) -> list[tuple[Span, Span]]:
     return [(ys, xs) for ys in spans(h, core, halo) for xs in spans(w, core, halo)]
 
 
-Forward = Callable[..., torch.Tensor]
-
-
-def _record(model: Generator, rgb: np.ndarray, side: int, precision: str, fwd: Forward) -> tuple[NormStats, int]:
+def _record(model: Generator, rgb: np.ndarray, side: int, precision: str) -> tuple[NormStats, int]:
     """Run a copy of ``rgb`` whose longer side is about ``side`` and record every layer's statistics."""
     from PIL import Image  # local: only tiled runs need it
 
@@ -140,20 +137,18 @@ def _record(model: Generator, rgb: np.ndarray, side: int, precision: str, fwd: F
     params = next(model.parameters())
     stats = NormStats(mode="record")
     x = to_tensor(small, params.device, params.dtype)
-    fwd(model, x, precision, stats)
+    forward(model, x, precision, stats)
     del x
     return stats, max(sh, sw)
 
 
-def whole_image_stats(model: Generator, rgb: np.ndarray, stats_side: int, precision: str = "fp32",
-                      fwd: Forward | None = None) -> NormStats:
+def whole_image_stats(model: Generator, rgb: np.ndarray, stats_side: int, precision: str = "fp32") -> NormStats:
     """Layer statistics of the whole (padded) photo, exact when ``stats_side`` covers it, else extrapolated."""
-    fwd = fwd or forward
     side = max(rgb.shape[:2])
     if stats_side >= side:
-        return _record(model, rgb, side, precision, fwd)[0].replaying()
-    near, near_side = _record(model, rgb, stats_side, precision, fwd)
-    far, far_side = _record(model, rgb, round(stats_side / math.sqrt(2)), precision, fwd)
+        return _record(model, rgb, side, precision)[0].replaying()
+    near, near_side = _record(model, rgb, stats_side, precision)
+    far, far_side = _record(model, rgb, round(stats_side / math.sqrt(2)), precision)
     return NormStats.extrapolated(near, near_side, far, far_side, side)
 
 
@@ -161,7 +156,7 @@ StatisticsMethod = Literal["layers", "extrapolated"]
 
 
 def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_side: int,
-              precision: str = "fp32", fwd: Forward | None = None,
+              precision: str = "fp32",
               on_tile: Callable[[int, int], None] | None = None,
               statistics: StatisticsMethod = "layers") -> np.ndarray:
     """Stylise a photo tile by tile with shared whole-image layer-norm statistics; output size == input size.
@@ -178,7 +173,6 @@ def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_
 
     ``on_tile(done, total)`` counts tile runs over all passes; an exception it raises stops the run.
     """
-    fwd = fwd or forward
     tile = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
     halo = halo // SIZE_MULTIPLE * SIZE_MULTIPLE
     h0, w0 = rgb.shape[:2]
@@ -192,13 +186,13 @@ def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_
     passes = tiled_passes(not exact, statistics)
     progress = _Progress(on_tile, passes * len(plan))
     if passes > 1:
-        stats = layer_statistics(model, padded, tile, halo, precision, fwd, progress)
+        stats = layer_statistics(model, padded, tile, halo, precision, progress)
     else:
-        stats = whole_image_stats(model, padded, max(h, w) if exact else stats_side, precision, fwd)
+        stats = whole_image_stats(model, padded, max(h, w) if exact else stats_side, precision)
     out = np.zeros((h, w, 3), np.float32)
     band = halo // 2
     for ys, xs in plan:
-        y = fwd(model, _tile_input(padded, ys, xs, model), precision, stats.replaying())
+        y = forward(model, _tile_input(padded, ys, xs, model), precision, stats.replaying())
         pixels = ((y[0].float() + 1.0) * 127.5).permute(1, 2, 0).cpu().numpy()
         del y
         weight = np.outer(blend_weights(ys, h, band), blend_weights(xs, w, band))[..., None]
@@ -234,15 +228,14 @@ def core_region(ys: Span, xs: Span) -> tuple[tuple[int, int, int, int], tuple[in
 
 
 def tally_pass(model: Generator, padded: np.ndarray, plan: list[tuple[Span, Span]], values: list,
-               tally: CoreTally, precision: str = "fp32", fwd: Forward | None = None,
+               tally: CoreTally, precision: str = "fp32",
                progress: _Progress | None = None) -> CoreTally:
     """Run every tile replaying ``values`` and add each counted norm's input over the tile's core to ``tally``."""
-    fwd = fwd or forward
     for ys, xs in plan:
         region, size = core_region(ys, xs)
         replay = NormStats(mode="replay", values=values, tally=tally, region=region, input_size=size)
         try:
-            fwd(model, _tile_input(padded, ys, xs, model), precision, replay)
+            forward(model, _tile_input(padded, ys, xs, model), precision, replay)
         except TallyDone:  # the counted layer was reached: the rest of the network is not needed
             pass
         if progress:
@@ -251,7 +244,7 @@ def tally_pass(model: Generator, padded: np.ndarray, plan: list[tuple[Span, Span
 
 
 def layer_statistics(model: Generator, padded: np.ndarray, tile: int, halo: int, precision: str = "fp32",
-                     fwd: Forward | None = None, progress: _Progress | None = None) -> NormStats:
+                     progress: _Progress | None = None) -> NormStats:
     """The whole photo's exact layer-norm statistics, measured over its tiles one layer norm at a time.
 
     ``padded``: the photo with sides already multiples of 4; ``tile``/``halo`` as in :func:`run_tiled`.
@@ -269,6 +262,6 @@ def layer_statistics(model: Generator, padded: np.ndarray, tile: int, halo: int,
     for layer in range(NORM_LAYERS):
         reach = min(halo, -(-NORM_REACH[layer] // SIZE_MULTIPLE) * SIZE_MULTIPLE)
         grid = tile_grid(h, w, tile, reach)  # same cores as the pixel pass: the same partition of the photo
-        tally = tally_pass(model, padded, grid, values, CoreTally(NORM_LAYERS, only=layer), precision, fwd, progress)
+        tally = tally_pass(model, padded, grid, values, CoreTally(NORM_LAYERS, only=layer), precision, progress)
         values.append(tally.moments(layer))
     return NormStats(mode="replay", values=values)

@@ -16,7 +16,7 @@ import psutil
 import torch
 
 from . import flags
-from .inference import tiled_passes
+from .inference import padding_for, tile_grid, tiled_passes
 
 
 class DeviceError(RuntimeError):
@@ -295,6 +295,25 @@ class RunPlan:
     @property
     def tiled(self) -> bool:
         return self.tile > 0
+
+    def smaller(self, height: int, width: int) -> RunPlan | None:
+        """The next plan to try after running out of memory, or None when tiles are already the smallest."""
+        if not self.tiled:
+            tile = max(MIN_TILE, max(height, width) // 2)
+        elif self.tile > MIN_TILE:
+            tile = max(MIN_TILE, self.tile // 2)
+        else:
+            return None
+        stats_side = max(MIN_TILE, int(self.stats_side / 1.5) // 4 * 4)
+        passes = tiled_passes(stats_side < max(height, width))
+        return RunPlan(tile, self.halo or DEFAULT_HALO, stats_side, self.budget, self.estimate // 2, passes)
+
+    def tile_count(self, height: int, width: int) -> int:
+        """Tiles in one pass over a photo of this size (0: whole image), on the padded grid the run uses."""
+        if not self.tiled:
+            return 0
+        ph, pw = padding_for(height, width)
+        return len(tile_grid(height + ph, width + pw, self.tile, self.halo))
 
     def describe(self) -> str:
         if not self.tiled:

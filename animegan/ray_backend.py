@@ -73,6 +73,8 @@ class Stylizer:
         # The deadline travels as seconds left: monotonic clocks of two machines are not comparable. The device
         # is the replica's own (the app may have none).
         options = options.rebased(time_left).replace(device=self.settings["device"])
+        if self.settings.get("precision") not in (None, "auto"):  # a cluster's Serve config fixes how it computes
+            options = options.replace(precision=self.settings["precision"])
         result = self.converter(photo, options)
         if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
             result.png = imaging.encode_png(result.image)
@@ -108,7 +110,8 @@ def open_result_cache(url: str | None, size: int) -> Any:
 
 def replica_settings(config: ServeConfig, threads: int | None) -> dict[str, Any]:
     """What a replica needs to build its engine; each request's own settings travel as RunOptions."""
-    return {"device": config.device, "weights_dir": config.weights_dir, "weights": dict(config.weights),
+    return {"device": config.device, "precision": config.precision, "weights_dir": config.weights_dir,
+            "weights": dict(config.weights),
             "offline": config.offline, "threads": threads, "cache": config.result_cache,
             "cache_size": config.result_cache_size}
 

@@ -172,8 +172,7 @@ def cmd_tiles(args: argparse.Namespace) -> None:
                     times[method] = time.perf_counter() - start
                 db = {m: psnr(o, whole) for m, o in outs.items()}
                 worst = min(worst, db["layers"]) if worst is not None else db["layers"]
-                grid = len(inference.tile_grid(*[s + p for s, p in zip((h, w), inference.padding_for(h, w))],
-                                               plan.tile, plan.halo))
+                grid = plan.tile_count(h, w)
                 plan_text = f"{grid} tiles of {plan.tile} px; extrap. from {plan.stats_side} px"
                 print(f"{path.stem:<22} {f'{w}x{h}':>9} {budget_text:>6}  {plan_text:<44} {db['layers']:6.1f} dB "
                       f"{db['extrapolated']:5.1f} dB {t_whole:7.1f} {times['layers']:8.1f} {times['extrapolated']:9.1f} "
