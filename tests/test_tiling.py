@@ -57,7 +57,7 @@ def test_core_tallies_partition_every_feature_map(model, photo):
                            *inference.padding_for(*photo.shape[:2]))
     padded = padded[0].permute(1, 2, 0).to(torch.uint8).numpy()
     assert padded.shape[:2] == (204, 300)
-    recorded, _ = inference._record(model, padded, 300, "fp32", inference.forward)
+    recorded, _ = inference._record(model, padded, 300, "fp32")
     tally = CoreTally(NORM_LAYERS)  # every layer, tiles replaying the recorded (exact) statistics
     grid = inference.tile_grid(204, 300, 72, 64)
     assert len(grid) == 15  # 3 x 5 cores of 68 and 60 px, halos clipped at the borders
@@ -69,7 +69,7 @@ def test_core_tallies_partition_every_feature_map(model, photo):
 
 def test_layer_statistics_from_tiles_are_the_whole_photos(model, photo):
     padded = np.ascontiguousarray(photo[:120, :160])
-    recorded, _ = inference._record(model, padded, 160, "fp32", inference.forward)
+    recorded, _ = inference._record(model, padded, 160, "fp32")
     measured = inference.layer_statistics(model, padded, tile=64, halo=64)  # 2 x 3 tiles
     assert len(measured.values) == len(recorded.values) == NORM_LAYERS == sum(isinstance(m, LayerNorm) for m in model.modules())
     for (m0, v0), (m1, v1) in zip(recorded.values, measured.values):
@@ -119,7 +119,7 @@ def test_tiles_without_shared_statistics_would_show_seams(model, photo, whole):
 def test_extrapolated_statistics_beat_a_single_downscaled_run(model, photo, whole):
     padded = np.ascontiguousarray(photo[:200])
     reference = inference.run_whole(model, padded)
-    one, _ = inference._record(model, padded, 160, "fp32", inference.forward)
+    one, _ = inference._record(model, padded, 160, "fp32")
     single = inference.run_whole(model, padded, stats=one.replaying())
     extrapolated = inference.run_whole(model, padded, stats=inference.whole_image_stats(model, padded, 160))
     assert psnr(extrapolated, reference) > psnr(single, reference)
