@@ -221,7 +221,7 @@ DEFAULT_CPU_BUDGET = 2 << 30
 CUDA_MARGIN = 512 << 20
 MIN_TILE = 128
 DEFAULT_HALO = 64  # context around each tile: the generator's reach is 54 px (model.NORM_REACH), so cores are exact
-TALLY_BYTES = 2 * 8 * (1 << 21)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
+TALLY_BYTES = 2 * 8 * (1 << 19)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
 
 
 def parse_bytes(text: str | int | None) -> int | None:
