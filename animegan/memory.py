@@ -234,8 +234,8 @@ ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) an
 DEFAULT_CPU_BUDGET = 2 << 30
 CUDA_MARGIN = 512 << 20
 MIN_TILE = 128
-DEFAULT_HALO = 64  # context around each tile: the generator's reach is 54 px (model.NORM_REACH), so cores are exact
-TALLY_BYTES = 2 * 8 * (1 << 21)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
+DEFAULT_HALO = 64  # context around each tile; the generator reaches 54 px (model.NORM_REACH); tiles match a whole run to ~80 dB
+TALLY_BYTES = 2 * 8 * (1 << 19)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
 
 
 def parse_bytes(text: str | int | None) -> int | None:

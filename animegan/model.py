@@ -81,7 +81,7 @@ class NormStats:
         return NormStats(mode="replay", values=values)
 
 
-TALLY_CHUNK_ELEMENTS = 1 << 21  # float64 temporaries of the tally stay under 16 MiB whatever the tile size
+TALLY_CHUNK_ELEMENTS = 1 << 19  # float64 temporaries of the tally stay at 4 MiB whatever the tile size
 NORM_LAYERS = 24  # layer norms in the generator, in the order a forward pass meets them
 # How far (input px) a change at a tile's edge can reach inward by each norm's input: each k x k conv adds
 # k // 2 times its stride product, a stride-2 conv 2x, an upsample one source pixel. A tile whose halo is at
