@@ -15,6 +15,21 @@ import torch
 StateDict = dict[str, torch.Tensor]
 
 
+def write_atomically(target: Path, data: bytes, mode: int | None = None) -> None:
+    """Write to a temp file beside ``target``, fsync, rename: a reader never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def weights_file(folder: Path, style_id: str) -> Path:
     """The file name the weights-folder loader looks for first."""
     return Path(folder) / f"{style_id}.pt"
@@ -33,14 +48,6 @@ def write_weights_file(state: StateDict, folder: Path, style_id: str) -> tuple[P
             return target, False
     except OSError:
         pass  # unreadable: replace it
-    fd, tmp = tempfile.mkstemp(prefix=f".{style_id}.", suffix=".pt.part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a weights folder is read by other users (Docker, services)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    # mkstemp makes it private; a weights folder is read by other users (Docker, services)
+    write_atomically(target, data, mode=0o644)
     return target, True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from ..styles import StyleSpec
 from .convert import check_state_dict, convert_tf_checkpoint
 from .download import Progress, download
 from .errors import WeightsError, WeightsIntegrityError, WeightsMissingError, WeightsOrigin
+from .folder import write_atomically
 from .tfbundle import CheckpointError, data_path_for, index_path_for
 
 StateDict = dict[str, torch.Tensor]
@@ -131,15 +131,7 @@ def _write_cache(spec: StyleSpec, cache: Path, state: StateDict) -> Path:
     torch.save(state, buf)
     data = buf.getvalue()
     final = cache / f"{spec.id}.{_source_tag(spec)}.{hashlib.sha256(data).hexdigest()[:16]}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.id}.", suffix=".tmp", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(final, data)
     for stale in cache.glob(f"{spec.id}.*.pt"):
         if stale != final:
             stale.unlink(missing_ok=True)
