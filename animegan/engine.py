@@ -54,12 +54,9 @@ class Deadline:
         self.limit_s = limit_s
 
     @classmethod
-    def after(cls, seconds: float | None, limit_s: float | None = None) -> Deadline:
-        """``seconds`` from now (None or 0: none); ``limit_s``: the configured limit, for messages (default: seconds)."""
-        return cls(time.monotonic() + seconds if seconds else None, limit_s or seconds or None)
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else self.at - time.monotonic()
+    def of(cls, options: RunOptions) -> Deadline:
+        """The deadline a run's options carry (RunOptions.with_timeout sets it)."""
+        return cls(options.deadline, options.timeout_s)
 
     def check(self, where: str) -> None:
         if self.at is not None and time.monotonic() > self.at:
@@ -210,7 +207,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
             on_tile: TileProgress | None = None, progress: Progress | None = None,
             cache: ResultCache | None = None, spec: StyleSpec | None = None) -> StylizeResult:
     """The conversion itself (see :func:`stylize`)."""
-    deadline = Deadline(options.deadline, options.timeout_s)
+    deadline = Deadline.of(options)
     registry = registry or default_registry()
     spec = spec or registry.style(options.style)
     dev = resolve_device(options.device)

@@ -154,7 +154,7 @@ class RayBackend:
         """The :class:`~animegan.engine.Converter` call. Progress callbacks, registry and cache belong to the
         replica; the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
         photo = source if isinstance(source, bytes) else Path(str(source)).read_bytes()
-        deadline = Deadline(options.deadline, options.timeout_s)
+        deadline = Deadline.of(options)
         for attempt in (1, 2):
             portable, left = options.portable()
             if left is not None and left <= 0:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -54,33 +53,22 @@ class Listeners:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
-        self._closed_at: dict[str, float] = {}
 
     def opened(self, key: str) -> None:
         with self._lock:
             self._open[key] = self._open.get(key, 0) + 1
-            self._closed_at.pop(key, None)
 
     def closed(self, key: str) -> None:
         with self._lock:
             left = self._open.get(key, 0) - 1
             if left > 0:
                 self._open[key] = left
-                return
-            self._open.pop(key, None)
-            self._closed_at[key] = time.monotonic()
-            if len(self._closed_at) > 10_000:  # keep the record bounded: the oldest closings go first
-                for old in sorted(self._closed_at, key=self._closed_at.get)[:5_000]:
-                    del self._closed_at[old]
+            else:
+                self._open.pop(key, None)
 
     def listening(self, *keys: str) -> bool:
         with self._lock:
             return any(self._open.get(k) for k in keys if k)
-
-    def seen(self, *keys: str) -> bool:
-        """True when a stream was ever open for one of the keys (and so a client did come to listen)."""
-        with self._lock:
-            return any(k in self._open or k in self._closed_at for k in keys if k)
 
 
 class RequestGuard:

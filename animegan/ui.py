@@ -231,7 +231,7 @@ class StylizeApp:
                 progress(0.95, desc="Encoding PNG")
                 path = self._save(result.image, imaging.result_name(name, spec.id), result.png)
                 before = before_image(source, result.image.size) if want_before else None
-                Deadline(options.deadline, options.timeout_s).check("while encoding the result")
+                Deadline.of(options).check("while encoding the result")
             except gr.Error:
                 raise
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
@@ -407,14 +407,14 @@ def _max_side(value: Any) -> int:
 
 def _flag(value: Any) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
+        return value.strip().lower() in flags.TRUE
     return bool(value)
 
 
-def _tile_progress(progress: gr.Progress | None, watch: ClientWatch):
+def _tile_progress(progress: gr.Progress, watch: ClientWatch):
     """Tile progress for the page, and the client check between tiles (the engine checks the deadline there)."""
     def report(done: int, total: int) -> None:
-        if progress is not None and total > 1:
+        if total > 1:
             progress(0.1 + 0.85 * done / total, desc=f"Stylizing tile {done} of {total}")
         if done < total:
             watch.check()

@@ -226,16 +226,17 @@ def test_listeners_are_counted_per_session_and_event() -> None:
     app = _App()
     listeners = Listeners()
     guard = RequestGuard(app, Limits.for_upload_size(1 << 20), listeners)
-    inside: list[bool] = []
+    inside: list[tuple[bool, ...]] = []
 
     async def probe(scope, receive, send) -> None:
-        inside.append(listeners.listening("session:s1"))
+        inside.append((listeners.listening("session:s1"), listeners.listening("event:e9"),
+                       listeners.listening("event:other")))
         await send({"type": "http.response.start", "status": 200, "headers": []})
     guard.app = probe
     _call(guard, app, "/gradio_api/queue/data", method="GET", query=b"session_hash=s1")
-    assert inside == [True] and not listeners.listening("session:s1") and listeners.seen("session:s1")
+    assert inside == [(True, False, False)] and not listeners.listening("session:s1")
     _call(guard, app, "/gradio_api/call/stylize/e9", method="GET")
-    assert listeners.seen("event:e9") and not listeners.seen("event:other")
+    assert inside[1] == (False, True, False) and not listeners.listening("event:e9")
 
 
 # -- files left on disk -------------------------------------------------------------------------------------------
