@@ -17,7 +17,7 @@ from animegan import temp_files
 
 # Before Gradio is imported (it reads GRADIO_TEMP_DIR then): uploads go to a folder of this process's own,
 # removed at exit; SIGTERM exits as cleanly as Ctrl-C; folders of earlier app processes that crashed are removed.
-PRIVATE_UPLOADS = temp_files.use_private_upload_dir()
+temp_files.use_private_upload_dir()
 temp_files.remove_orphans()
 temp_files.stop_cleanly_on_sigterm()
 
