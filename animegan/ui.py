@@ -628,32 +628,34 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
         if unavailable:
             gr.Markdown(f"**Unavailable styles:** {', '.join(unavailable)}. Their weights are missing and downloading is off; "
                         "see *Styles* below for where to put the files.", elem_id="unavailable")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
-                photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png",
-                                 sources=["upload", "webcam", "clipboard"], height=360, elem_id="photo")
-                style = gr.Radio(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in styles],
-                                 value=first_ok, label="Style", elem_id="style")
-                with gr.Row():
-                    max_side = gr.Slider(0, MAX_SIDE_LIMIT, value=app.default_max_side(), step=32, label="Max side (px)",
-                                         info="Longer side of the result; larger photos are downscaled. 0 = native size.",
-                                         elem_id="max-side")
-                    keep = gr.Checkbox(False, label="Keep brightness",
-                                       info="Match the photo's overall brightness (upstream's optional post-step).",
-                                       elem_id="keep-brightness")
-                convert = gr.Button("Convert", variant="primary", elem_id="convert")
-            with gr.Column(scale=1):
-                slider = gr.ImageSlider(label="Photo | anime", type="pil", format="png", max_height=420,
-                                        buttons=["fullscreen"], interactive=False, elem_id="result")
-                result = gr.File(label="Result (PNG)", file_types=[".png"], interactive=False, elem_id="result-file")
-                note = gr.Markdown(label="Notice", elem_id="notice")  # the label names the API's second output
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
+        with gr.Tabs(elem_id="inputs"):
+            with gr.Tab("Photo", id="photo-tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1):
+                        photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png",
+                                         sources=["upload", "webcam", "clipboard"], height=360, elem_id="photo")
+                        style = gr.Radio(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in styles],
+                                         value=first_ok, label="Style", elem_id="style")
+                        with gr.Row():
+                            max_side = gr.Slider(0, MAX_SIDE_LIMIT, value=app.default_max_side(), step=32, label="Max side (px)",
+                                                 info="Longer side of the result; larger photos are downscaled. 0 = native size.",
+                                                 elem_id="max-side")
+                            keep = gr.Checkbox(False, label="Keep brightness",
+                                               info="Match the photo's overall brightness (upstream's optional post-step).",
+                                               elem_id="keep-brightness")
+                        convert = gr.Button("Convert", variant="primary", elem_id="convert")
+                    with gr.Column(scale=1):
+                        slider = gr.ImageSlider(label="Photo | anime", type="pil", format="png", max_height=420,
+                                                buttons=["fullscreen"], interactive=False, elem_id="result")
+                        result = gr.File(label="Result (PNG)", file_types=[".png"], interactive=False, elem_id="result-file")
+                        note = gr.Markdown(label="Notice", elem_id="notice")  # the label names the API's second output
                 examples_rows, example_labels = example_rows(app)
                 if examples_rows:
                     examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep],
                                            outputs=[slider, result, note], fn=app.example, cache_examples=True,
                                            cache_mode="lazy", example_labels=example_labels, label="Examples")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
                 styles_box = gr.Markdown(app.styles_panel(), elem_id="styles-panel")
             with gr.Column(scale=1):
                 panel = gr.Markdown(app.memory_panel(), elem_id="memory-panel")
