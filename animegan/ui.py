@@ -405,6 +405,21 @@ def _max_side(value: Any) -> int:
     return side
 
 
+def side_info(value: Any) -> str:
+    """The max-side box's line for its current value: the browser clamps a typed -5 to 0 and 99999 to the
+    limit without a word, so the line says where the value ended up and what it does."""
+    try:
+        side = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        side = -1
+    if side <= 0:
+        return ("0 = native size: the photo's own size, the slowest setting (values below 0 become 0; "
+                "large photos run in tiles).")
+    if side >= MAX_SIDE_LIMIT:
+        return f"{MAX_SIDE_LIMIT} px is the largest max side (larger values become {MAX_SIDE_LIMIT}; 0 = native size)."
+    return f"Longer side of the result: photos larger than {side} px are downscaled. 0 = native size."
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in flags.TRUE
@@ -484,6 +499,7 @@ def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
 def licence_lines(styles: tuple[StyleSpec, ...]) -> str:
     """The footer's licence text: each distinct licence of the styles, once."""
     return " ".join(dict.fromkeys(s.licence for s in styles))
+
 
 def notice(stats: RunStats, style_name: str | None = None) -> str:
     """The plain-text line shown under the result (and returned by the API): size, time, memory, downscaling."""
@@ -628,7 +644,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
         if unavailable:
             gr.Markdown(f"**Unavailable styles:** {', '.join(unavailable)}. Their weights are missing and downloading is off; "
                         "see *Styles* below for where to put the files.", elem_id="unavailable")
-        with gr.Tabs(elem_id="inputs"):
+        with gr.Tabs(elem_id="inputs"):  # noqa: SIM117 (the Video tab is a sibling of this one)
             with gr.Tab("Photo", id="photo-tab"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
@@ -637,9 +653,8 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                         style = gr.Radio(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in styles],
                                          value=first_ok, label="Style", elem_id="style")
                         with gr.Row():
-                            max_side = gr.Slider(0, MAX_SIDE_LIMIT, value=app.default_max_side(), step=32, label="Max side (px)",
-                                                 info="Longer side of the result; larger photos are downscaled. 0 = native size.",
-                                                 elem_id="max-side")
+                            max_side = gr.Slider(0, MAX_SIDE_LIMIT, value=app.default_max_side(), step=1, label="Max side (px)",
+                                                 info=side_info(app.default_max_side()), elem_id="max-side")
                             keep = gr.Checkbox(False, label="Keep brightness",
                                                info="Match the photo's overall brightness (upstream's optional post-step).",
                                                elem_id="keep-brightness")
@@ -679,6 +694,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
             fn = demo.fns[examples.cache_event["id"]]
             fn.concurrency_id, fn.concurrency_limit = CONVERT_GROUP, workers
 
+        # The box clamps what is typed to 0..MAX_SIDE_LIMIT in the browser; the line under it says what that means.
+        max_side.input(lambda v: gr.update(info=side_info(v)), inputs=[max_side], outputs=[max_side], queue=False,
+                       preprocess=False, concurrency_limit=None, api_visibility="private", show_progress="hidden")
         timer = gr.Timer(PANEL_EVERY_S)
         timer.tick(app.panels, outputs=[panel, styles_box, style], queue=False, concurrency_limit=None,
                    concurrency_id=PANEL_GROUP, api_visibility="private", show_progress="hidden")

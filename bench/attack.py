@@ -261,6 +261,9 @@ def a1_server_files(raw: Raw, server: Server) -> list[Row]:
     return rows
 
 
+FILE_COMPONENTS = {"image", "imageslider", "file", "video", "audio", "gallery", "model3d", "uploadbutton"}
+
+
 def a2_unqueued_decode(raw: Raw, server: Server, parallel: int = 16) -> list[Row]:
     """Every event outside the queue, called with 49 MP photos at once: none may decode a photo."""
     png = huge_flat_png()
@@ -281,7 +284,9 @@ def a2_unqueued_decode(raw: Raw, server: Server, parallel: int = 16) -> list[Row
         for t in ts:
             t.join()
     grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None
-    photo_inputs = [d["api_name"] for d in unqueued if any(d.get("inputs", []))
+    kinds = {c["id"]: c.get("type") for c in raw.config()["components"]}
+    photo_inputs = [d["api_name"] or str(d["id"]) for d in unqueued
+                    if any(kinds.get(i) in FILE_COMPONENTS for i in d.get("inputs", []))
                     and d.get("api_name") not in ("load_example_input",)]
     rows.append(Row("2", f"{len(ts)} parallel unqueued calls with a 49 MP photo "
                     f"({', '.join(d['api_name'] or str(d['id']) for d in unqueued)})",

@@ -1,13 +1,12 @@
 """A real browser (Debian's chromium through Playwright) drives the real app: upload, style, Convert, result, memory panel.
 
-The full-page screenshot goes to the test's tmp folder; it is written to docs/screenshot.png when that file is
-missing or ANIMEGAN_UPDATE_SCREENSHOT=1 (so ordinary runs leave the tree clean).
+Screenshots go to each test's tmp folder; the README's pictures are retaken with ``scripts/screenshots.py``
+(tested here too, writing into tmp).
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ CHROMIUM = Path(os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PHOTO = REPO / "animegan" / "examples" / "astronaut.jpg"
-SCREENSHOT = REPO / "docs" / "screenshot.png"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +47,20 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         first = re.search(r"at (\d\d:\d\d:\d\d)", panel.inner_text()).group(1)
         expect(panel).not_to_contain_text(f"at {first}", timeout=5_000)
 
+        # What is typed in the max-side box is clamped by the browser; box, slider and the line under it agree.
+        box, track = page.locator("#max-side input[type=number]"), page.locator("#max-side input[type=range]")
+        for typed, shown, line in [("-5", "0", "values below 0 become 0"), ("99999", "8192", "largest max side"),
+                                   ("100", "100", "larger than 100 px are downscaled")]:
+            box.fill(typed)
+            box.press("Enter")
+            box.blur()
+            expect(page.locator("#max-side")).to_contain_text(line, timeout=5_000)
+            expect(box).to_have_value(shown)
+            expect(track).to_have_value(shown)
+        box.fill("512")
+        box.press("Enter")
+        box.blur()
+
         page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
         page.locator("#style label", has_text="Hayao").click()
         page.locator("#convert").click()
@@ -59,11 +71,7 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         expect(panel).to_contain_text("Loaded styles: Hayao (cpu")
         page.mouse.move(0, 0)
         page.wait_for_timeout(300)  # let the slider settle before the picture is taken
-        shot = tmp_path / "screenshot.png"
-        page.screenshot(path=str(shot), full_page=True)
-        if not SCREENSHOT.exists() or os.environ.get("ANIMEGAN_UPDATE_SCREENSHOT") == "1":
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            shutil.copyfile(shot, SCREENSHOT)
+        page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
 
         # An example runs on first use (lazy cache, same concurrency group) and fills inputs and result.
         page.locator("button", has_text="Chelsea · Hayao").click()
@@ -96,3 +104,22 @@ def test_a_failed_download_stays_readable_and_marks_the_style(browser, tmp_path:
         expect(notice).to_contain_text("Style unavailable")
         page.screenshot(path=str(tmp_path / "failed-download.png"), full_page=True)
         page.close()
+
+
+def test_the_screenshot_script_takes_the_first_run_picture(tmp_path: Path) -> None:
+    """``scripts/screenshots.py`` (how docs/ pictures are retaken) drives the real app to the failed-download page."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
+    pytest.importorskip("playwright.sync_api")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshots.py"), "--only", "first-run",
+                           "--wait", "1", "--out", str(tmp_path), "--chromium", str(CHROMIUM)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(tmp_path / "first-run.png")
+    with Image.open(tmp_path / "first-run.png") as shot:
+        assert shot.width == 1280 and shot.height > 900  # the full page, below the fold too

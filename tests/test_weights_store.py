@@ -517,7 +517,7 @@ def test_offline_message_names_the_flag_not_the_variables(tmp_path: Path) -> Non
     assert f"in {Path('w').absolute()} (the --weights-dir folder)" in message  # the full path, not "in w"
     assert settings.ENV_OFFLINE not in message and settings.ENV_HF_OFFLINE not in message
     assert settings.ENV_WEIGHTS_DIR not in message
-    assert f"the cache {tmp_path / 'cache'}." in message
+    assert f"the weights cache ({tmp_path / 'cache'})." in message
     assert "python -m animegan download shinkai --to DIR" in message
 
 

@@ -166,7 +166,7 @@ def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path, orig
     return (
         f"weights for style '{spec.name}' are not available offline ({why}). Put {spec.id}.pt, or the upstream files "
         f"{names} (from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or {undo} to download them once into "
-        f"the cache {Path(cache).expanduser().absolute()}. On a machine with network, "
+        f"the weights cache ({Path(cache).expanduser().absolute()}). On a machine with network, "
         f"`python -m animegan download {spec.id} --to DIR` fills such a folder."
     )
 
