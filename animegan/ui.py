@@ -654,6 +654,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                     examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep],
                                            outputs=[slider, result, note], fn=app.example, cache_examples=True,
                                            cache_mode="lazy", example_labels=example_labels, label="Examples")
+            from .ui_video import add_tabs  # the Video and Webcam tabs (ui_video imports this module)
+
+            demo.animegan_video = add_tabs(app, avail, first_ok)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 styles_box = gr.Markdown(app.styles_panel(), elem_id="styles-panel")
