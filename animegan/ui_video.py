@@ -17,6 +17,7 @@ import base64
 import binascii
 import io
 import logging
+import os
 import shutil
 import threading
 import time
@@ -31,7 +32,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from . import imaging, memory, video
+from . import imaging, memory, temp_files, video
 from .imaging import InvalidImageError
 from .styles import StyleSpec
 from .ui import (CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label,
@@ -132,6 +133,7 @@ class VideoApp:
                 if isinstance(exc, gr.Error):
                     raise
                 if isinstance(exc, video.VideoError):
+                    _discard_upload(source)  # unusable whatever the settings: nothing of it stays on disk
                     raise gr.Error(f"This video can't be used: {str(exc).rstrip('.')}.", title="Unusable video",
                                    print_exception=False) from None
                 if isinstance(exc, Exception):
@@ -273,6 +275,15 @@ def _frame_progress(progress: gr.Progress, info: video.VideoInfo) -> Callable[[i
     return report
 
 
+def _discard_upload(path: Path) -> None:
+    """Delete a refused upload (and the per-upload folder Gradio made for it); never our example files."""
+    from .ui import gradio_upload_folder
+
+    folder = Path(os.path.realpath(gradio_upload_folder()))
+    if path.is_relative_to(folder) and path != folder:
+        temp_files.remove_files([path])
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -341,11 +352,11 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                 result = gr.Video(label="Anime video (MP4)", format=None, interactive=False, autoplay=False,
                                   buttons=["download"], height=360, elem_id="video-result")
                 note = gr.Markdown(label="Notice", elem_id="video-notice")
+        api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")  # inside the tab: Tabs hold only tabs
     running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal], outputs=[result, note],
                             api_visibility="private", preprocess=False, concurrency_limit=workers,
                             concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
     stop.click(None, cancels=[running], api_visibility="private")
-    api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")
     api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal], outputs=[result, note],
                       api_name="stylize_video", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="hidden")
@@ -357,7 +368,7 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
 def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str | None) -> None:
     config = videos.config
     side = config.webcam_side
-    with gr.Tab("Webcam", id="webcam-tab"):
+    with gr.Tab("Webcam mirror", id="webcam-tab"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=320,
@@ -372,7 +383,7 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
         gr.Markdown(f"A live mirror at {side} px; streams stop after {config.webcam_seconds} s (start again to "
                     f"continue). Frames that arrive while one is being stylised are skipped, not queued.",
                     elem_id="webcam-note")
-    session = gr.State(None)
+        session = gr.State(None)
     camera.stream(videos.mirror, inputs=[camera, style, temporal, session], outputs=[mirror, fps, session],
                   stream_every=1.0 / config.webcam_fps, time_limit=config.webcam_seconds,
                   concurrency_limit=config.webcam_streams, concurrency_id=WEBCAM_GROUP, preprocess=False,

@@ -1,0 +1,274 @@
+"""The Video tab's API (``/stylize_video``) and the webcam mirror, against a real ``python app.py`` on 127.0.0.1.
+
+The good path uses the shared test clip (48 frames, 320x240, 24 fps, AAC sound) at a max side of 128 so that a
+conversion takes seconds. The hostile requests are spoken over raw HTTP (``bench/attack.py``'s client): a text
+file named .mp4, a clip over ``--max-video-seconds``, server paths and links instead of uploads, a client that
+leaves and one that presses Stop. Each gets a clear answer, leaves nothing on the server's disk, and the server
+serves the next request. The webcam mirror's handler is called directly with frames as the page sends them.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import load_bench
+from PIL import Image
+
+av = pytest.importorskip("av")
+pytest.importorskip("gradio_client")
+pytest.importorskip("prometheus_client")
+from gradio_client import handle_file  # noqa: E402
+
+from harness import client, delta, running_app, scrape, stats  # noqa: E402
+
+attack = load_bench("attack")
+SIDE = 128              # every conversion here: the tests are about the app, not speed
+MAX_SECONDS = 2.5       # the shared clip (2 s) passes, a 3 s clip does not
+GRACE_S = 1.0           # ANIMEGAN_CLIENT_GRACE: a job nobody listens to stops after this long
+
+
+def _clip(path: Path, seconds: float, fps: int = 12, size: tuple[int, int] = (64, 48), audio: bool = True) -> Path:
+    """A small real H.264 clip (moving noise), with an AAC tone when ``audio``."""
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
+        a = out.add_stream("aac", rate=44100) if audio else None
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+        if a is not None:
+            t = np.arange(round(seconds * 44100)) / 44100
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+            for start in range(0, tone.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
+                                                   layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = 44100, start, Fraction(1, 44100)
+                out.mux(a.encode(chunk))
+            out.mux(a.encode())
+    return path
+
+
+def _read_clip(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+    with av.open(str(path)) as c:
+        audio = [s for s in c.streams if s.type == "audio"]
+        audio_seconds = 0.0
+        if audio:
+            samples = sum(f.samples for f in c.decode(audio[0]))
+            audio_seconds = samples / audio[0].codec_context.sample_rate
+        return {"frames": frames, "codec": v.codec_context.name, "size": (v.codec_context.width, v.codec_context.height),
+                "audio": len(audio), "audio_seconds": audio_seconds, "container": c.format.name}
+
+
+def _results(tmpdir: Path) -> list[Path]:
+    """Every file in the app's private results folder(s) (animegan-results-PID-*, in the server's TMPDIR)."""
+    return [p for d in tmpdir.glob("animegan-results-*") for p in d.rglob("*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("videoapp")
+    tmpdir = tmp / "tmpdir"
+    tmpdir.mkdir()
+    args = ["--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--max-video-seconds", str(MAX_SECONDS),
+            "--metrics", "--mcp", "--max-queue", "8"]
+    env = {"TMPDIR": str(tmpdir), "ANIMEGAN_CLIENT_GRACE": str(GRACE_S)}
+    with running_app(tmp / "app", *args, env=env) as url:
+        yield {"url": url, "tmp": tmp, "tmpdir": tmpdir, "uploads": tmp / "app" / "gradio"}
+
+
+def test_stylize_video_keeps_frames_size_and_sound(app: dict, shared: Path, tmp_path: Path) -> None:
+    clip = shared / "video" / "railway_pan_320x240_2s.mp4"
+    source = _read_clip(clip)
+    before = scrape(app["url"])
+    path, notice = client(app["url"], tmp_path).predict(handle_file(str(clip)), "hayao", SIDE, True,
+                                                        api_name="/stylize_video")
+    out = _read_clip(Path(path))
+    assert Path(path).name == "railway_pan_320x240_2s_hayao.mp4"
+    assert out["container"].startswith("mov") and out["codec"] == "h264"
+    assert len(out["frames"]) == len(source["frames"]) == 48
+    assert out["size"] == (128, 96)
+    assert out["audio"] == 1 and abs(out["audio_seconds"] - source["audio_seconds"]) < 1024 / 44100
+    # Stylised, not copied: far from the input frames at the same size.
+    small = np.asarray(Image.fromarray(source["frames"][10]).resize((128, 96), Image.LANCZOS), np.float32)
+    assert float(np.abs(out["frames"][10].astype(np.float32) - small).mean()) > 12
+    assert notice.startswith("Hayao style: 48 frames at 128x96 px") and "sound" in notice
+    after = scrape(app["url"])
+    assert delta(before, after, "animegan_video_conversions_total", style="hayao", outcome="ok", audio="copied") == 1 \
+        or delta(before, after, "animegan_video_conversions_total", style="hayao", outcome="ok", audio="aac") == 1
+    assert delta(before, after, "animegan_video_frames_total") == 48
+    assert len(_results(app["tmpdir"])) >= 1  # the result lives in the app's private results folder
+
+
+def _refused(raw, data: list, tmpdir: Path, handler: bool = True) -> str:
+    """Call /stylize_video with ``data`` over raw HTTP; the error text (the call must fail). ``handler``: whether
+    the request reaches our handler (Gradio's own file check refuses a server path before it)."""
+    results_before = set(_results(tmpdir))
+    running_before = stats(raw.url)["started"]
+    status, msg = raw.call(raw.fn_index("stylize_video"), data, timeout=60)
+    assert status == 200 and msg is not None and not msg["success"], msg
+    assert set(_results(tmpdir)) == results_before  # no result, partial or whole, stayed behind
+    assert stats(raw.url)["started"] == running_before + handler and stats(raw.url)["running"] == 0
+    return attack.error_text(msg)
+
+
+def _file(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_hostile_requests_get_clear_answers_and_leave_nothing(app: dict, shared: Path, tmp_path: Path) -> None:
+    raw = attack.Raw(app["url"])
+    before = scrape(app["url"])
+    # A text file named .mp4: refused by probing the container, and the upload itself is deleted.
+    text = raw.upload(b"shopping list: eggs, milk\n" * 40, "holiday.mp4")
+    assert Path(text).exists()
+    error = _refused(raw, [_file(text), "hayao", SIDE, True], app["tmpdir"])
+    assert error.startswith("This video can't be used:"), error
+    assert not Path(text).exists()
+    # A clip over --max-video-seconds: refused from its header, before any frame is decoded.
+    long_clip = raw.upload(_clip(tmp_path / "long.mp4", seconds=3.0).read_bytes(), "long.mp4")
+    error = _refused(raw, [_file(long_clip), "hayao", SIDE, True], app["tmpdir"])
+    assert "2.5 s" in error and "This video can't be used" in error, error
+    assert not Path(long_clip).exists()
+    # Server files and links instead of uploads: the upload gate (and the request guard for links).
+    for path in ("/etc/passwd", str(shared / "video" / "railway_pan_320x240_2s.mp4"), "../../../etc/hostname"):
+        error = _refused(raw, [_file(path), "hayao", SIDE, True], app["tmpdir"], handler=False)
+        assert error == "The video did not reach the server; upload it again.", error
+    status, answer = raw.call(raw.fn_index("stylize_video"), [_file("https://example.com/a.mp4"), "hayao", SIDE, True])
+    assert status == 400 and "Upload the photo as a file" in json.dumps(answer)
+    error = _refused(raw, [None, "hayao", SIDE, True], app["tmpdir"])
+    assert error.startswith("Add a video first"), error
+    after = scrape(app["url"])
+    assert delta(before, after, "animegan_video_conversions_total", style="unknown", outcome="unusable_video",
+                 audio="none") == 3  # refused before the handler: the style is not looked at
+    assert delta(before, after, "animegan_video_conversions_total", style="hayao", outcome="unusable_video",
+                 audio="none") == 2
+    assert delta(before, after, "animegan_video_conversions_total", style="hayao", outcome="no_video",
+                 audio="none") == 1
+    assert delta(before, after, "animegan_video_frames_total") == 0  # no frame of any of them was stylised
+    # The server serves the next request: the short clip through the same raw route.
+    good = raw.upload(_clip(tmp_path / "short.mp4", seconds=1.0).read_bytes(), "short.mp4")
+    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, False])
+    assert status == 200 and msg["success"], msg
+    path, notice = msg["output"]["data"]
+    assert path["path"].endswith("short_hayao.mp4") and notice.startswith("Hayao style: 12 frames at 64x48 px")
+
+
+def test_a_client_that_leaves_or_presses_stop_stops_the_work(app: dict, shared: Path) -> None:
+    raw = attack.Raw(app["url"])
+    clip = raw.upload((shared / "video" / "railway_pan_320x240_2s.mp4").read_bytes(), "railway.mp4")
+    fn = raw.fn_index("stylize_video")
+    before = stats(app["url"])
+    # Leaves: joins the queue and never listens for the result.
+    status, _, _ = raw.join(fn, [_file(clip), "hayao", 0, True])
+    assert status == 200
+    _wait(lambda: stats(app["url"])["failed"] > before["failed"], 60, "the abandoned conversion never stopped")
+    # Presses Stop: listens, then cancels the running job as the page's Stop button does.
+    status, answer, session = raw.join(fn, [_file(clip), "hayao", 0, True])
+    listener = threading.Thread(target=raw.listen, args=(session, 60), daemon=True)
+    listener.start()
+    _wait(lambda: stats(app["url"])["running"] == 1, 30, "the conversion never started")
+    time.sleep(0.5)
+    r = httpx.post(f"{app['url']}gradio_api/cancel", json={"session_hash": session, "fn_index": fn,
+                                                           "event_id": answer["event_id"]}, timeout=10)
+    assert r.status_code == 200
+    _wait(lambda: stats(app["url"])["running"] == 0, 30, "the stopped conversion ran on")
+    after = stats(app["url"])
+    assert after["failed"] == before["failed"] + 2 and after["succeeded"] == before["succeeded"]
+    # Neither left a partial MP4 behind (only finished results are in the results folder).
+    assert all(p.name != "railway_hayao.mp4" for p in _results(app["tmpdir"]))
+
+
+def _wait(condition, seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
+
+
+def test_the_mcp_tool_describes_stylize_video(app: dict) -> None:
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def tools() -> list:
+        async with streamable_http_client(f"{app['url']}gradio_api/mcp/") as (read, write, _), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            return (await session.list_tools()).tools
+
+    tool = next(t for t in asyncio.run(tools()) if t.name == "stylize_video")
+    props = tool.inputSchema["properties"]
+    assert set(props) == {"video_file", "style", "max_side", "temporal"}
+    assert "2.5 s" in props["video_file"]["description"] and "hayao" in props["style"]["description"]
+    assert "sound" in tool.description
+
+
+# -- the webcam mirror, called directly ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mirror(registry, tmp_path_factory: pytest.TempPathFactory):
+    from animegan.serving import ServeConfig
+    from animegan.ui import build_demo
+
+    config = ServeConfig(device="cpu", offline=True, max_pixels=400_000, max_file_size="1mb")
+    return build_demo(config, registry).animegan_video
+
+
+def _frame(rgb: np.ndarray) -> dict:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    return {"url": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()}
+
+
+def _decoded(value: dict) -> np.ndarray:
+    prefix = "data:image/jpeg;base64,"
+    assert value["url"].startswith(prefix)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(value["url"][len(prefix):]))).convert("RGB"))
+
+
+def test_webcam_frames_in_stylised_frames_out_with_fps(mirror, photos: dict[str, Path]) -> None:
+    photo = np.asarray(Image.open(photos["railway_crossing"]).convert("RGB").resize((320, 240), Image.LANCZOS))
+    session = None
+    for i in range(4):
+        shifted = np.roll(photo, 4 * i, axis=1)  # a slow pan, as a webcam would send
+        out, fps, session = mirror.mirror(_frame(shifted), "hayao", True, session)
+        styled = _decoded(out)
+        assert styled.shape == (192, 256, 3)  # the webcam side (256) keeps the aspect
+        small = np.asarray(Image.fromarray(shifted).resize((256, 192), Image.LANCZOS), np.float32)
+        assert float(np.abs(styled.astype(np.float32) - small).mean()) > 12  # stylised, not echoed
+    assert session.smoother is not None and len(session.served) == 4
+    assert fps.endswith("fps at 256x192 px (smoothed)") and float(fps.split()[0]) > 0
+    # Another style or setting starts a new session state; per-frame mode has no smoother.
+    _, fps, plain = mirror.mirror(_frame(photo), "hayao", False, session)
+    assert plain is not session and plain.smoother is None and fps == "measuring fps at 256x192 px (per frame)"
+
+
+def test_webcam_frames_pass_the_photo_gates(mirror) -> None:
+    import gradio as gr
+
+    big = np.zeros((700, 700, 3), np.uint8)  # 490 000 px, over this app's 400 000
+    with pytest.raises(gr.Error, match="can't be used.*700x700"):
+        mirror.mirror(_frame(big), "hayao", True, None)
+    huge = {"url": "data:image/jpeg;base64," + "A" * (2 << 20)}  # over the 1 MB upload limit
+    with pytest.raises(gr.Error, match="larger than the 1 MB upload limit"):
+        mirror.mirror(huge, "hayao", True, None)
+    with pytest.raises(gr.Error, match="not a JPEG, PNG or WebP"):
+        mirror.mirror({"url": "data:text/html;base64,PGgxPg=="}, "hayao", True, None)
+    with pytest.raises(gr.Error, match="did not reach the server"):
+        mirror.mirror({"path": "/etc/passwd"}, "hayao", True, None)
+    assert mirror.mirror(None, "hayao", True, None) == (None, "", None)
