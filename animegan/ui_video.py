@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging, memory, temp_files, video
+from .engine import ConversionTimeout
 from .imaging import InvalidImageError
 from .styles import StyleSpec
 from .ui import (CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label,
@@ -136,6 +137,10 @@ class VideoApp:
                     _discard_upload(source)  # unusable whatever the settings: nothing of it stays on disk
                     raise gr.Error(f"This video can't be used: {str(exc).rstrip('.')}.", title="Unusable video",
                                    print_exception=False) from None
+                if isinstance(exc, ConversionTimeout):
+                    log.warning("video conversion timed out (style %s, max side %s): %s", spec.id, side, exc)
+                    raise gr.Error(f"This video took too long and was {exc}. Try a smaller 'Max side' (for "
+                                   "example 480) or a shorter clip.", title="Too slow", print_exception=False) from None
                 if isinstance(exc, Exception):
                     raise user_error(exc, spec, side or 0) from exc
                 raise

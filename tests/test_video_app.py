@@ -272,3 +272,29 @@ def test_webcam_frames_pass_the_photo_gates(mirror) -> None:
     with pytest.raises(gr.Error, match="did not reach the server"):
         mirror.mirror({"path": "/etc/passwd"}, "hayao", True, None)
     assert mirror.mirror(None, "hayao", True, None) == (None, "", None)
+
+
+def test_the_timeout_applies_to_the_whole_clip_and_leaves_nothing(registry, shared: Path) -> None:
+    """In process, with a 0.5 s --timeout: the native-size clip (48 frames) stops part-way with the app's message."""
+    import shutil
+
+    import gradio as gr
+
+    from animegan.serving import ServeConfig
+    from animegan.ui import build_demo, gradio_upload_folder
+
+    videos = build_demo(ServeConfig(device="cpu", offline=True, timeout=0.5), registry).animegan_video
+    folder = Path(gradio_upload_folder()) / f"videoapp-test-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    try:
+        clip = folder / "railway.mp4"
+        shutil.copyfile(shared / "video" / "railway_pan_320x240_2s.mp4", clip)
+        started = time.monotonic()
+        with pytest.raises(gr.Error, match=r"took too long.*0\.5 s.*shorter clip") as err:
+            videos.stylize_video({"path": str(clip)}, "hayao", 0, True)
+        assert err.value.title == "Too slow"
+        assert time.monotonic() - started < 20  # it stopped between frames, not after all 48
+        assert not [p for p in videos.app.results_dir.rglob("*") if p.is_file()]  # the partial MP4 was deleted
+        assert clip.exists()  # a clip that was too slow is not unusable: the user may try a smaller size
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

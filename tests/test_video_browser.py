@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import REPO, running_app, stats
+from harness import REPO, running_app, scrape, stats
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 av = pytest.importorskip("av")
@@ -41,7 +41,7 @@ def browser():
 def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("video-browser")
     with running_app(tmp / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
-                     "--webcam-seconds", "30") as url:
+                     "--webcam-seconds", "30", "--metrics") as url:
         yield url
 
 
@@ -117,6 +117,8 @@ def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_pa
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
     page = context.new_page()
+    sent: list[float] = []  # frames the page posts to the stream route
+    page.on("request", lambda r: sent.append(1) if r.method == "POST" and "/gradio_api/stream/" in r.url else None)
     page.goto(app_url)
     expect(page.locator("#convert")).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="Webcam mirror").first.click()
@@ -133,4 +135,12 @@ def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_pa
     rate = float(re.search(r"(\d+\.\d) fps", fps.inner_text()).group(1))
     assert 0 < rate <= 8.5, rate  # never more than the page sends (--webcam-fps 8)
     page.screenshot(path=str(tmp_path / "webcam_mirror.png"))
+    # Frames are dropped, not queued: the server stylised fewer than the page sent, and once the stream stops no
+    # backlog keeps the model busy.
+    page.locator("#webcam").get_by_text("Stop").first.click()
+    page.wait_for_timeout(1500)
+    served = scrape(app_url)[("animegan_webcam_frames_total", (("outcome", "ok"),))]
+    page.wait_for_timeout(2000)
+    assert scrape(app_url)[("animegan_webcam_frames_total", (("outcome", "ok"),))] == served
+    assert 0 < served < len(sent), (served, len(sent))
     context.close()
