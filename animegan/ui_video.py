@@ -33,12 +33,13 @@ import numpy as np
 from PIL import Image
 
 from . import imaging, memory, temp_files, video
-from .engine import ConversionTimeout
+from .engine import ConversionTimeout, OutOfMemory
 from .imaging import InvalidImageError
+from .memory import DeviceError
 from .styles import StyleSpec
-from .ui import (CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label,
-                 user_error)
+from .ui import CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label, user_error
 from .upload_gate import PhotoRefused
+from .weights import WeightsError
 
 log = logging.getLogger("animegan.app")
 
@@ -137,12 +138,8 @@ class VideoApp:
                     _discard_upload(source)  # unusable whatever the settings: nothing of it stays on disk
                     raise gr.Error(f"This video can't be used: {str(exc).rstrip('.')}.", title="Unusable video",
                                    print_exception=False) from None
-                if isinstance(exc, ConversionTimeout):
-                    log.warning("video conversion timed out (style %s, max side %s): %s", spec.id, side, exc)
-                    raise gr.Error(f"This video took too long and was {exc}. Try a smaller 'Max side' (for "
-                                   "example 480) or a shorter clip.", title="Too slow", print_exception=False) from None
                 if isinstance(exc, Exception):
-                    raise user_error(exc, spec, side or 0) from exc
+                    raise video_error(exc, spec, side) from exc
                 raise
             self._keep(folder)
             return str(dest), video_notice(stats, spec.name, info), stats
@@ -280,6 +277,26 @@ def _frame_progress(progress: gr.Progress, info: video.VideoInfo) -> Callable[[i
     return report
 
 
+def video_error(exc: Exception, spec: StyleSpec, side: int | None) -> gr.Error:
+    """The photo's mapping (``ui.user_error``) where it fits a video too; a video's own words where it does not."""
+    if isinstance(exc, ConversionTimeout):
+        log.warning("video conversion timed out (style %s, max side %s): %s", spec.id, side, exc)
+        return gr.Error(f"This video took too long and was {exc}. Try a smaller 'Max side' (for example 480) or a "
+                        "shorter clip.", title="Too slow", print_exception=False)
+    if isinstance(exc, OutOfMemory) or memory.is_out_of_memory(exc):
+        log.warning("out of memory in a video (style %s, max side %s): %s", spec.id, side, exc)
+        return gr.Error("Ran out of memory while stylizing this video. Try a smaller 'Max side' (for example 480); "
+                        "other conversions running at the same time also use memory.", title="Out of memory",
+                        print_exception=False)
+    if isinstance(exc, (ClientGone, WeightsError, DeviceError)):
+        return user_error(exc, spec, side or 0)
+    ref = uuid.uuid4().hex[:8]
+    log.error("video conversion failed (ref %s, style %s, max side %s)", ref, spec.id, side, exc_info=exc)
+    return gr.Error(f"Something went wrong while converting this video (reference {ref}; the details are in the "
+                    "server log). Try again, or try another clip or a smaller 'Max side'.",
+                    title="Conversion failed", print_exception=False)
+
+
 def _discard_upload(path: Path) -> None:
     """Delete a refused upload (and the per-upload folder Gradio made for it); never our example files."""
     from .ui import gradio_upload_folder
@@ -301,10 +318,10 @@ def video_notice(stats: video.VideoStats, style_name: str, info: video.VideoInfo
     w, h = stats.output_size
     speed = stats.frames / stats.seconds if stats.seconds > 0 else 0.0
     sound = {"copied": "sound copied as it was", "aac": "sound re-encoded to AAC", "none": "no sound in the input"}
-    parts = [f"{style_name} style: {stats.frames} frames at {w}x{h} px, {stats.fps_in:g} fps, "
+    parts = [(f"{style_name} style: {stats.frames} frames at {w}x{h} px, {stats.fps_in:g} fps, "
              f"in {memory.fmt_seconds(stats.seconds)} ({speed:.1f} frames/s); "
              f"{sound.get(stats.audio_mode, 'sound: ' + stats.audio_mode)}; "
-             f"{'temporal smoothing on' if stats.temporal else 'per-frame (no smoothing)'}."]
+             f"{'temporal smoothing on' if stats.temporal else 'per-frame (no smoothing)'}.")]
     iw, ih = stats.input_size
     if (iw, ih) != (w, h):
         parts.append(f"Downscaled from {iw}x{ih} by 'Max side'; set it to 0 for the native size.")

@@ -26,9 +26,8 @@ from PIL import Image
 av = pytest.importorskip("av")
 pytest.importorskip("gradio_client")
 pytest.importorskip("prometheus_client")
-from gradio_client import handle_file  # noqa: E402
-
-from harness import client, delta, running_app, scrape, stats  # noqa: E402
+from gradio_client import handle_file
+from harness import client, delta, running_app, scrape, stats
 
 attack = load_bench("attack")
 SIDE = 128              # every conversion here: the tests are about the app, not speed
@@ -166,6 +165,117 @@ def test_hostile_requests_get_clear_answers_and_leave_nothing(app: dict, shared:
     assert status == 200 and msg["success"], msg
     path, notice = msg["output"]["data"]
     assert path["path"].endswith("short_hayao.mp4") and notice.startswith("Hayao style: 12 frames at 64x48 px")
+
+
+# -- the issue's bad-input list, through the app ---------------------------------------------------------------
+def _moving(n: int, w: int, h: int) -> list[np.ndarray]:
+    base = np.random.default_rng(3).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) for i in range(n)]
+
+
+def _encode(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
+            pts: list[int] | None = None, rotation: int | None = None) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=12)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24")
+            frame.pts = pts[i] if pts is not None else i
+            if pts is not None:
+                frame.time_base = Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=44100)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)).astype(np.float32)[None, :]
+        for start in range(0, tone.shape[1], 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
+                                               layout="mono")
+            chunk.sample_rate, chunk.pts, chunk.time_base = 44100, start, Fraction(1, 44100)
+            out.mux(stream.encode(chunk))
+        out.mux(stream.encode())
+    return path
+
+
+def bad_inputs(folder: Path, clip: Path) -> dict[str, tuple[Path, int]]:
+    """The issue's bad inputs, made here (nothing committed): name -> (file, max side to ask for)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = clip.read_bytes()
+    (folder / "half.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "bomb.y4m").write_bytes(b"YUV4MPEG2 W16000 H16000 F24:1 Ip A1:1 C420jpeg\nFRAME\n" + b"\x80" * 4096)
+    pictures = [Image.fromarray(f) for f in _moving(5, 64, 48)]
+    pictures[0].save(folder / "anim.gif", save_all=True, append_images=pictures[1:], duration=100, loop=0)
+    pictures[0].save(folder / "anim.webp", save_all=True, append_images=pictures[1:], duration=100, loop=0)
+    return {
+        "cut_in_half": (folder / "half.mp4", SIDE),
+        "audio_only": (_audio_only(folder / "tone.m4a"), SIDE),
+        "one_frame": (_encode(folder / "one.mp4", _moving(1, 64, 48)), SIDE),
+        "variable_frame_rate": (_encode(folder / "vfr.mp4", _moving(8, 64, 48),
+                                        pts=[0, 40, 70, 150, 160, 300, 330, 500]), SIDE),
+        "rotated_phone_clip": (_encode(folder / "phone.mp4", _moving(6, 64, 48), rotation=90), SIDE),
+        "hevc_10_bit": (_encode(folder / "hevc10.mp4", _moving(6, 64, 48), "libx265", "yuv420p10le"), SIDE),
+        "odd_sides": (_encode(folder / "odd.mkv", _moving(6, 321, 241), pix_fmt="yuv444p"), 0),
+        "header_16000x16000": (folder / "bomb.y4m", SIDE),
+        "gif_animation": (folder / "anim.gif", SIDE),
+        "webp_animation": (folder / "anim.webp", SIDE),
+    }
+
+
+def _timestamps(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [float(f.pts * f.time_base) for f in c.decode(video=0)]
+
+
+def test_the_bad_input_list_through_the_app(app: dict, shared: Path, tmp_path: Path) -> None:
+    """Each gets a clear error or a correct output, nothing is left on disk, and the server keeps serving."""
+    raw = attack.Raw(app["url"])
+    cases = bad_inputs(tmp_path / "corpus", shared / "video" / "railway_pan_320x240_2s.mp4")
+    outcomes: dict[str, str] = {}
+    for name, (path, side) in cases.items():
+        upload = raw.upload(path.read_bytes(), path.name)
+        results_before = set(_results(app["tmpdir"]))
+        status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "hayao", side, True], timeout=120)
+        assert status == 200 and msg is not None, (name, status, msg)
+        if not msg["success"]:
+            error = attack.error_text(msg)
+            assert error.startswith("This video can't be used: "), (name, error)
+            assert set(_results(app["tmpdir"])) == results_before, name  # nothing written, nothing left
+            assert not Path(upload).exists(), name  # the unusable upload is gone too
+            outcomes[name] = error
+            continue
+        result = Path(msg["output"]["data"][0]["path"])
+        out = _read_clip(result)
+        source_frames = None
+        with av.open(str(path)) as c:
+            source_frames = sum(1 for _ in c.decode(video=0))
+        assert len(out["frames"]) == source_frames, name
+        assert out["codec"] == "h264" and all(side % 2 == 0 for side in out["size"]), (name, out["size"])
+        outcomes[name] = f"ok: {len(out['frames'])} frames {out['size'][0]}x{out['size'][1]}"
+    print("\n".join(f"{k}: {v}" for k, v in outcomes.items()))
+    # What each must give (the engine's choices where the issue leaves one).
+    for name in ("cut_in_half", "audio_only", "header_16000x16000"):
+        assert not outcomes[name].startswith("ok"), (name, outcomes[name])
+    assert "16000x16000" in outcomes["header_16000x16000"] or "megapixel" in outcomes["header_16000x16000"]
+    for name in ("one_frame", "variable_frame_rate", "rotated_phone_clip", "hevc_10_bit", "odd_sides"):
+        assert outcomes[name].startswith("ok"), (name, outcomes[name])
+    assert outcomes["one_frame"] == "ok: 1 frames 64x48"
+    assert outcomes["rotated_phone_clip"] == "ok: 6 frames 48x64"  # upright
+    assert outcomes["odd_sides"] in ("ok: 6 frames 320x240", "ok: 6 frames 322x242")
+    for name in ("gif_animation", "webp_animation"):  # a video, or refused saying so
+        assert outcomes[name].startswith("ok") or "animation" in outcomes[name].lower() or \
+            "not a video" in outcomes[name].lower(), (name, outcomes[name])
+    # The server serves the next request.
+    good = raw.upload(_clip(tmp_path / "after.mp4", seconds=1.0).read_bytes(), "after.mp4")
+    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, True])
+    assert status == 200 and msg["success"], msg
 
 
 def test_a_client_that_leaves_or_presses_stop_stops_the_work(app: dict, shared: Path) -> None:

@@ -76,7 +76,7 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
     # It plays: time advances (muted, as browsers allow autoplay without a gesture only then).
     video.evaluate("v => { v.muted = true; return v.play(); }")
     page.wait_for_function("() => document.querySelector('#video-result video').currentTime > 0.3", timeout=10_000)
-    assert page.locator("#video-result").get_by_role("button", name=re.compile("download", re.I)).count() >= 1 or \
+    assert page.locator("#video-result").get_by_role("button", name=re.compile("download", re.IGNORECASE)).count() >= 1 or \
         page.locator("#video-result a[download]").count() >= 1
     video.evaluate("v => { v.pause(); v.currentTime = 1.0; }")
     page.mouse.move(0, 0)
