@@ -408,3 +408,33 @@ def test_the_timeout_applies_to_the_whole_clip_and_leaves_nothing(registry, shar
         assert clip.exists()  # a clip that was too slow is not unusable: the user may try a smaller size
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_video_and_webcam_settings_come_from_flags_then_environment() -> None:
+    from animegan.serving import DEFAULT_WEBCAM_FPS, DEFAULT_WEBCAM_SIDE, load_config
+
+    default = load_config([], {})
+    assert (default.webcam_side, default.webcam_fps, default.webcam_streams) == (DEFAULT_WEBCAM_SIDE, DEFAULT_WEBCAM_FPS, 1)
+    limits = default.video_limits()
+    assert (limits.max_seconds, limits.max_frames, limits.max_pixels) == (30.0, 1800, default.max_pixels)
+    env = {"ANIMEGAN_MAX_VIDEO_SECONDS": "12.5", "ANIMEGAN_MAX_VIDEO_FRAMES": "300", "ANIMEGAN_WEBCAM_SIDE": "320",
+           "ANIMEGAN_WEBCAM_STREAMS": "0"}
+    config = load_config(["--max-video-frames", "200", "--webcam-fps", "4"], env)
+    assert (config.max_video_seconds, config.max_video_frames) == (12.5, 200)  # the flag wins over the variable
+    assert (config.webcam_side, config.webcam_fps, config.webcam_streams) == (320, 4.0, 0)
+    assert config.video_limits().max_seconds == 12.5
+    for bad in (["--max-video-seconds", "0"], ["--webcam-side", "-1"], ["--webcam-streams", "-1"]):
+        with pytest.raises(SystemExit):
+            load_config(bad, {})
+
+
+def test_no_webcam_mirror_with_zero_streams(registry) -> None:
+    from animegan.serving import ServeConfig
+    from animegan.ui import build_demo
+
+    def ids(config: ServeConfig) -> set[str]:
+        return {getattr(b, "elem_id", None) for b in build_demo(config, registry).blocks.values()}
+
+    assert {"webcam", "webcam-result", "video", "video-result"} <= ids(ServeConfig(device="cpu", offline=True))
+    without = ids(ServeConfig(device="cpu", offline=True, webcam_streams=0))
+    assert "video" in without and "webcam" not in without and "webcam-result" not in without
