@@ -438,3 +438,20 @@ def test_no_webcam_mirror_with_zero_streams(registry) -> None:
     assert {"webcam", "webcam-result", "video", "video-result"} <= ids(ServeConfig(device="cpu", offline=True))
     without = ids(ServeConfig(device="cpu", offline=True, webcam_streams=0))
     assert "video" in without and "webcam" not in without and "webcam-result" not in without
+
+
+def test_the_guard_takes_webcam_frames_on_the_stream_route_only() -> None:
+    """A webcam frame travels inline (a JPEG data URL) to /stream/EVENT: bounded like an upload there, while every
+    other JSON route keeps its 64 KiB limit."""
+    gates = pytest.importorskip("test_gates")
+    from animegan.request_guard import Limits, RequestGuard
+
+    app = gates._App()
+    guard = RequestGuard(app, Limits.for_upload_size(1 << 20))
+    frame = json.dumps({"data": [{"url": "data:image/jpeg;base64," + "A" * (200 << 10)}], "fn_index": 5}).encode()
+    assert gates._call(guard, app, "/gradio_api/stream/abc123", frame) == 200
+    assert gates._call(guard, app, "/gradio_api/queue/join", frame) == 413
+    huge = json.dumps({"data": [{"url": "data:image/jpeg;base64," + "A" * (2 << 20)}]}).encode()
+    assert gates._call(guard, app, "/gradio_api/stream/abc123", huge) == 413
+    link = json.dumps({"data": [{"path": "https://example.com/a.jpg"}]}).encode()
+    assert gates._call(guard, app, "/gradio_api/stream/abc123", link) == 400  # links stay refused there too
