@@ -316,10 +316,10 @@ def _mtime(path: Path) -> float:
 def video_notice(stats: video.VideoStats, style_name: str, info: video.VideoInfo) -> str:
     """The line under the result (and the API's second output): frames, sizes, time, speed, sound."""
     w, h = stats.output_size
-    speed = stats.frames / stats.seconds if stats.seconds > 0 else 0.0
+    speed = stats.processing_fps
     sound = {"copied": "sound copied as it was", "aac": "sound re-encoded to AAC", "none": "no sound in the input"}
     parts = [(f"{style_name} style: {stats.frames} frames at {w}x{h} px, {stats.fps_in:g} fps, "
-             f"in {memory.fmt_seconds(stats.seconds)} ({speed:.1f} frames/s); "
+             f"in {memory.fmt_seconds(stats.seconds)} ({speed:.1f} frames/s{_where(stats)}); "
              f"{sound.get(stats.audio_mode, 'sound: ' + stats.audio_mode)}; "
              f"{'temporal smoothing on' if stats.temporal else 'per-frame (no smoothing)'}.")]
     iw, ih = stats.input_size
@@ -328,6 +328,11 @@ def video_notice(stats: video.VideoStats, style_name: str, info: video.VideoInfo
     parts += [n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".")
               for n in stats.notices if getattr(n, "kind", "") != "downscaled"]
     return " ".join(parts)
+
+
+def _where(stats: video.VideoStats) -> str:
+    device, precision = getattr(stats, "device", ""), getattr(stats, "precision", "")
+    return (f" on {device}" if device else "") + (f" in {precision}" if precision else "")
 
 
 def stylize_video_doc(styles: tuple[StyleSpec, ...], limits: video.VideoLimits) -> str:
