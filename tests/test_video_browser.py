@@ -143,4 +143,5 @@ def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_pa
     page.wait_for_timeout(2000)
     assert scrape(app_url)[("animegan_webcam_frames_total", (("outcome", "ok"),))] == served
     assert 0 < served < len(sent), (served, len(sent))
+    print(f"webcam mirror: {len(sent)} frames sent, {served:g} stylised, {rate} fps shown")
     context.close()
