@@ -71,11 +71,6 @@ class VideoLimits:
     max_frames: int = 1800
     max_pixels: int = imaging.DEFAULT_MAX_PIXELS   # per frame
 
-    @classmethod
-    def none(cls) -> VideoLimits:
-        """No duration or frame limit (the CLI on the user's own files); the per-frame pixel guard stays."""
-        return cls(max_seconds=float("inf"), max_frames=2**62)
-
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -508,7 +503,6 @@ class _Writer:
             data.stream = stream
             self.container.mux(data)
         else:
-            data.pts = None  # the encoder numbers its samples itself: sound stays continuous
             self.container.mux(stream.encode(data))
 
     def finish(self) -> None:
