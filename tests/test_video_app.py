@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -312,19 +313,30 @@ def _wait(condition, seconds: float, message: str) -> None:
         time.sleep(0.1)
 
 
-def test_the_mcp_tool_describes_stylize_video(app: dict) -> None:
+def test_the_mcp_tool_describes_and_converts_a_clip(app: dict, shared: Path) -> None:
     import asyncio
 
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    async def tools() -> list:
+    clip = (shared / "video" / "railway_pan_320x240_2s.mp4").read_bytes()
+
+    async def session_work() -> tuple[list, Any]:
         async with streamable_http_client(f"{app['url']}gradio_api/mcp/") as (read, write, _), \
                 ClientSession(read, write) as session:
             await session.initialize()
-            return (await session.list_tools()).tools
+            tools = (await session.list_tools()).tools
+            # Assistants send files inline: Gradio stores the data URL as an upload, then our gate reads it.
+            result = await session.call_tool("stylize_video", {
+                "video_file": "data:video/mp4;base64," + base64.b64encode(clip).decode(), "style": "hayao",
+                "max_side": 64, "temporal": True})
+            return tools, result
 
-    tool = next(t for t in asyncio.run(tools()) if t.name == "stylize_video")
+    tools, result = asyncio.run(session_work())
+    assert not result.isError, result.content
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "_hayao.mp4" in text and "Hayao style: 48 frames at 64x48 px" in text, text
+    tool = next(t for t in tools if t.name == "stylize_video")
     props = tool.inputSchema["properties"]
     assert set(props) == {"video_file", "style", "max_side", "temporal"}
     assert "2.5 s" in props["video_file"]["description"] and "hayao" in props["style"]["description"]
