@@ -67,6 +67,7 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
     page.wait_for_function("() => document.querySelector('#video-result video').readyState >= 2", timeout=15_000)
     state = video.evaluate("v => ({duration: v.duration, ready: v.readyState, width: v.videoWidth, src: v.currentSrc})")
     assert abs(state["duration"] - 2.0) < 0.1 and state["ready"] >= 2 and state["width"] == 128, state
+    print(f"page video: duration {state['duration']:.3f} s, readyState {state['ready']}, width {state['width']}")
     # The file the page plays has the sound: fetched as the browser did, read with PyAV.
     served = httpx.get(state["src"], timeout=30)
     assert served.status_code == 200
