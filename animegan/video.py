@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_DEFAULT_MAX_SIDE = 720      # RunOptions.max_side None -> this for videos; 0 = native
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")  # folder walks only; files are probed
-DEFAULT_MOMENTUM = 0.8            # weight of the running statistics against a frame's own (bench/video_bench.py)
+DEFAULT_MOMENTUM = 0.9            # weight of the running statistics against a frame's own (bench/video_bench.py flicker)
 CUT_THRESHOLD = 24.0              # mean |change| (0-255) of a 32x32 grey copy between frames that starts a new scene
 THUMB_SIDE = 32
 QUEUE_ITEMS = 6                   # items waiting between two pipeline stages (frames or audio packets)
