@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_DEFAULT_MAX_SIDE = 720      # RunOptions.max_side None -> this for videos; 0 = native
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")  # folder walks only; files are probed
-DEFAULT_MOMENTUM = 0.8            # weight of the running statistics against a frame's own (bench/video_bench.py)
+DEFAULT_MOMENTUM = 0.9            # weight of the running statistics against a frame's own (bench/video_bench.py flicker)
 CUT_THRESHOLD = 24.0              # mean |change| (0-255) of a 32x32 grey copy between frames that starts a new scene
 THUMB_SIDE = 32
 QUEUE_ITEMS = 6                   # items waiting between two pipeline stages (frames or audio packets)
@@ -144,21 +144,13 @@ def _is_still(container: av.container.InputContainer) -> bool:
 def is_video(path: str | os.PathLike) -> bool:
     """True when FFmpeg reads ``path`` as moving pictures (a still image, audio or garbage: False).
 
-    Recognised by probing the container, never by the file name. An animated GIF is a video (two or more
-    frames); an animated WebP is not (FFmpeg does not decode them: the photo path takes its first frame).
+    Recognised by probing the container, never by the file name. A GIF counts as a photo here (callers that
+    route files, like the CLI, keep converting its first frame as before); :func:`stylize_video` given an
+    animated GIF treats it as a video. An animated WebP is never a video (FFmpeg does not decode them).
     """
     try:
         with _opened(path) as container:
-            if _is_still(container) or not container.streams.video:
-                return False
-            if container.format.name != "gif":
-                return True
-            packets = 0
-            for packet in container.demux(container.streams.video[0]):
-                packets += packet.size > 0
-                if packets >= 2:
-                    return True
-            return False
+            return not (_is_still(container) or container.format.name == "gif") and bool(container.streams.video)
     except (VideoError, av.error.FFmpegError, OSError):
         return False
 
