@@ -1,9 +1,10 @@
 """Command line.
 
-``python -m animegan INPUT [INPUT|DIR ...] --style STYLE [--out DIR] ...`` converts photos: each becomes
-``<stem>_<style>.png`` in ``--out`` (``imaging.result_name``), and one line per written file (path, size,
-seconds) goes to stdout unless ``--quiet``. A bad file is reported and skipped; the exit code is 1 if any photo
-failed, 2 for unusable arguments or missing weights.
+``python -m animegan INPUT [INPUT|DIR ...] --style STYLE [--out DIR] ...`` converts photos and videos: each photo
+becomes ``<stem>_<style>.png`` in ``--out`` (``imaging.result_name``), each video ``<stem>_<style>.mp4`` with its
+sound (videos are recognised by probing the file, not by its name; see :mod:`animegan.video`), and one line per
+written file (path, size, seconds) goes to stdout unless ``--quiet``. A bad file is reported and skipped; the exit
+code is 1 if any input failed, 2 for unusable arguments or missing weights.
 
 ``python -m animegan download [STYLE ...] [--to DIR]`` gets weights ready before they are needed (all styles by
 default): found locally or downloaded, verified, converted and cached; ``--to`` also writes ``<style>.pt`` files
@@ -18,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+import av
 from tqdm.auto import tqdm
 
-from . import imaging
+from . import imaging, video
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory
 from .memory import fmt_bytes, parse_bytes, resolve_device
 from .options import RunOptions
@@ -35,18 +37,27 @@ DOWNLOAD = "download"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m animegan", description="Turn photos into anime art (AnimeGANv2).",
+    p = argparse.ArgumentParser(prog="python -m animegan",
+                                description="Turn photos and videos into anime art (AnimeGANv2). A video becomes "
+                                            "<stem>_<style>.mp4 (H.264, its sound kept, same frames and timing).",
                                 epilog="Get weights ready first (all styles, or some; --to DIR fills a weights "
                                        "folder): python -m animegan download [STYLE ...] [--to DIR]. "
                                        "A photo named 'download' is given as ./download.")
-    p.add_argument("inputs", nargs="+", type=Path, help="image files or folders (folders are walked for images)")
+    p.add_argument("inputs", nargs="+", type=Path, help="image or video files, or folders (walked for images and videos); "
+                   "a file is taken as a video when its container holds moving pictures")
     p.add_argument("--style", default="hayao", help=f"style id or name: {style_ids()} (default: hayao)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--weights", type=Path, help="a .pt state dict or a TF1 checkpoint prefix for this style")
     src.add_argument("--weights-dir", type=Path, help="folder holding <style>.pt or the upstream TF checkpoint files")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
     p.add_argument("--max-side", type=int, default=None,
-                   help="downscale so the longer side is at most N px (0: native size; default: the style's)")
+                   help="downscale so the longer side is at most N px (0: native size; default: the style's for "
+                        f"photos, {video.VIDEO_DEFAULT_MAX_SIDE} for videos)")
+    p.add_argument("--temporal", choices=["on", "off"], default="on",
+                   help="videos: smooth each layer's statistics across frames so still backgrounds keep their tones "
+                        "(on, default), or run every frame on its own (off)")
+    p.add_argument("--max-video-seconds", type=float, default=0,
+                   help="refuse videos longer than this, checked from the header (default 0: no limit)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
@@ -61,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_side is not None and args.max_side < 0:
         p.error("--max-side must be 0 (native size) or a positive number of pixels")
+    if args.max_video_seconds < 0:
+        p.error("--max-video-seconds must be 0 (no limit) or a number of seconds")
     if args.tile is not None and args.tile < 0:
         p.error("--tile must be 0 (never tile) or a tile size in px")
     try:
@@ -88,7 +101,8 @@ def collect(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | set(video.VIDEO_SUFFIXES))
         else:
             files.append(path)  # a missing or broken file is reported when it is processed
     return files
@@ -137,28 +151,50 @@ def convert_main(argv: list[str]) -> int:
     convert = LocalConverter(registry)
     failed = 0
     written: set[Path] = set()
-    for path in tqdm(files, unit="photo", disable=True if args.quiet else None):
+    # The user's own files: no duration or frame-count limit unless asked for; the per-frame pixel guard stays.
+    limits = video.VideoLimits(max_seconds=args.max_video_seconds or float("inf"), max_frames=2**62,
+                               max_pixels=args.max_pixels)
+    for path in tqdm(files, unit="file", disable=True if args.quiet else None):
         start = time.perf_counter()
         try:
-            result = convert(path, options)
+            is_clip = video.is_video(path)
             n = 1
-            target = args.out / imaging.result_name(path.stem, spec.id)
+            target = args.out / imaging.result_name(path.stem, spec.id, ext="mp4" if is_clip else "png")
             while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
                 n += 1
-                target = args.out / imaging.result_name(path.stem, spec.id, n=n)
-            data = imaging.encode_png(result.image)
-            target.write_bytes(data)
+                target = args.out / imaging.result_name(path.stem, spec.id, ext="mp4" if is_clip else "png", n=n)
+            if is_clip:
+                notices = _convert_video(path, target, options, registry, limits, args)
+                size = target.stat().st_size
+            else:
+                result = convert(path, options)
+                data = imaging.encode_png(result.image)
+                target.write_bytes(data)
+                notices, size = result.stats.notices, len(data)
             written.add(target)
             if not args.quiet:
-                for notice in result.stats.notices:  # stderr: stdout stays one line per written file, for scripts
+                for notice in notices:  # stderr: stdout stays one line per written file, for scripts
                     tqdm.write(f"{path}: {notice}", file=sys.stderr)
-                tqdm.write(written_line(target, len(data), time.perf_counter() - start), file=sys.stdout)
-        except (imaging.InvalidImageError, OutOfMemory, ConversionTimeout, OSError) as exc:
+                tqdm.write(written_line(target, size, time.perf_counter() - start), file=sys.stdout)
+        except (imaging.InvalidImageError, video.VideoError, av.error.FFmpegError, OutOfMemory, ConversionTimeout,
+                OSError) as exc:
             failed += 1
             tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(files)} photos failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _convert_video(path: Path, target: Path, options: RunOptions, registry: Registry, limits: video.VideoLimits,
+                   args: argparse.Namespace) -> list:
+    """One video, with a progress bar over its frames (rate and time left); returns its notices."""
+    with tqdm(unit="frame", desc=path.name, leave=False, disable=True if args.quiet else None) as bar:
+        def on_frame(done: int, expected: int) -> None:
+            bar.total = expected
+            bar.update(done - bar.n)
+        stats = video.stylize_video(path, target, options, temporal=args.temporal == "on", limits=limits,
+                                    registry=registry, on_frame=on_frame)
+    return [*stats.notices, f"{stats.frames} frames at {stats.processing_fps:.2f} frames/s, sound {stats.audio_mode}"]
 
 
 def download_main(argv: list[str]) -> int:

@@ -107,6 +107,18 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("metrics", "ANIMEGAN_METRICS", "serve Prometheus metrics at /metrics (off by default: see SECURITY.md)",
          kind="switch"),
     Flag("mcp", "ANIMEGAN_MCP", "serve Gradio's MCP server, so AI assistants can call the stylize tool", kind="switch"),
+    Flag("max_video_seconds", "ANIMEGAN_MAX_VIDEO_SECONDS", "longest video accepted, in seconds, read from the "
+         "container before any work (default 30)", float),
+    Flag("max_video_frames", "ANIMEGAN_MAX_VIDEO_FRAMES", "most frames a video may have, read from the container "
+         "before any work (default 1800)", int),
+    Flag("webcam_side", "ANIMEGAN_WEBCAM_SIDE", "longer side of the live webcam mirror's frames in px (default 256)",
+         int),
+    Flag("webcam_fps", "ANIMEGAN_WEBCAM_FPS", "frames per second the page sends to the webcam mirror; frames that "
+         "arrive while one is being stylised are dropped, not queued (default 8)", float),
+    Flag("webcam_seconds", "ANIMEGAN_WEBCAM_SECONDS", "seconds one webcam stream may run before the page must start "
+         "it again (default 60)", int),
+    Flag("webcam_streams", "ANIMEGAN_WEBCAM_STREAMS", "webcam streams served at once, apart from the conversion "
+         "queue (default 1; 0: no webcam mirror)", int),
     # The engine's settings: environment only.
     Flag("cache_dir", "ANIMEGAN_CACHE_DIR", "where converted weights are cached (default ~/.cache/animegan)", Path,
          kind="env"),

@@ -32,6 +32,10 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 OUTCOMES = frozenset({"ok", "error", "no_photo", "unusable_photo", "no_style_chosen", "unknown_style", "bad_max_side",
                       "too_slow", "style_unavailable", "out_of_memory", "server_setup", "conversion_failed",
                       "bad_request", "client_gone"})
+# Video conversions: the photo outcomes plus the Video tab's own error titles; the sound as the output got it.
+VIDEO_OUTCOMES = OUTCOMES | {"no_video", "unusable_video"}
+AUDIO_MODES = frozenset({"copied", "aac", "none"})
+WEBCAM_OUTCOMES = frozenset({"ok", "unusable_frame", "error"})
 REFUSAL_REASONS = frozenset({"body_too_large", "upload_too_large", "file_by_link", "mcp_link", "login_required",
                              "unknown_endpoint"})
 CacheErrors = Callable[[], Mapping[str, int]]  # cache backend -> failures so far (the request ran without the cache)
@@ -105,6 +109,15 @@ class Metrics:
         self.replica_conversions = Counter("animegan_replica_conversions", "Conversions per model replica "
                                            "(the process that ran the model: 'local' or a Ray Serve replica).",
                                            ["replica"], registry=r)
+        self.videos = Counter("animegan_video_conversions", "Video conversions by style and outcome (ok, or the "
+                              "error's title such as unusable_video, too_slow, client_gone), and what happened to "
+                              "their sound (copied, aac, none; failed: none).", ["style", "outcome", "audio"],
+                              registry=r)
+        self.video_frames = Counter("animegan_video_frames", "Frames of successful video conversions.", registry=r)
+        self.video_latency = Histogram("animegan_video_conversion_seconds", "Wall time of the video handler.",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.webcam_frames = Counter("animegan_webcam_frames", "Webcam mirror frames by outcome (ok, unusable_frame, "
+                                     "error).", ["outcome"], registry=r)
         r.register(_ScrapeTimeCollector(self))
 
     # -- recording --------------------------------------------------------------------------------
@@ -125,6 +138,19 @@ class Metrics:
                 self.cache_requests.labels(self.cache_backend, "hit" if stats.cached else "miss").inc()
             if not stats.cached:
                 self.replica_conversions.labels(replica or "local").inc()
+
+    def record_video(self, style: str, seconds: float, stats: Any = None, error_title: str | None = None) -> None:
+        """One finished video conversion (``stats``: its ``video.VideoStats``), else the error's title."""
+        outcome = "ok" if error_title is None else outcome_label(error_title)
+        outcome = outcome if outcome in VIDEO_OUTCOMES else "error"
+        audio = stats.audio_mode if stats is not None and stats.audio_mode in AUDIO_MODES else "none"
+        self.videos.labels(style if style in self.styles else "unknown", outcome, audio).inc()
+        self.video_latency.observe(seconds)
+        if stats is not None:
+            self.video_frames.inc(stats.frames)
+
+    def record_webcam_frame(self, outcome: str) -> None:
+        self.webcam_frames.labels(outcome if outcome in WEBCAM_OUTCOMES else "error").inc()
 
     def refused(self, reason: str) -> None:
         """A request the guard in front of Gradio refused (see ``request_guard``)."""

@@ -55,21 +55,25 @@ class NormStats:
     ``mode="off"``: each norm uses its own input's statistics (upstream behaviour).
     ``mode="record"``: same, and each norm's (mean, var) is appended to ``values``.
     ``mode="replay"``: each norm uses ``values[i]`` instead of its input's statistics.
-    One instance belongs to one call, so concurrent calls never share it.
+    ``mode="smooth"``: each norm blends its input's statistics with ``values[i]`` (a running average over earlier
+    frames, weight ``momentum``), uses the blend and stores it back; an empty ``values`` starts the average.
+    One instance belongs to one call, so concurrent calls never share it (a smoothed video hands the same
+    ``values`` list from one frame's call to the next).
     """
 
-    mode: Literal["off", "record", "replay"] = "off"
+    mode: Literal["off", "record", "replay", "smooth"] = "off"
     values: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     cursor: int = 0
-    tally: "CoreTally | None" = None  # replay only: also add each norm's input over ``region`` to this tally
+    tally: CoreTally | None = None  # replay only: also add each norm's input over ``region`` to this tally
     region: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows r0:r1, cols c0:c1 of the call's input that count
     input_size: tuple[int, int] = (0, 0)  # the call's input (H, W): a norm at 1/s resolution counts region / s
+    momentum: float = 0.0  # smooth only: weight of the running average against this frame's own statistics
 
-    def replaying(self) -> "NormStats":
+    def replaying(self) -> NormStats:
         return NormStats(mode="replay", values=self.values)
 
     @staticmethod
-    def extrapolated(near: "NormStats", near_side: float, far: "NormStats", far_side: float, side: float) -> "NormStats":
+    def extrapolated(near: NormStats, near_side: float, far: NormStats, far_side: float, side: float) -> NormStats:
         """Statistics at ``side`` from two recordings at smaller sides, linear in 1/side per layer.
 
         Layer statistics drift smoothly with the scale the photo is seen at; two downscaled runs
@@ -168,6 +172,8 @@ class LayerNorm(nn.Module):
         if stats.mode == "record":
             mean, var = _moments_fp32(x)
             stats.values.append((mean, var))
+        elif stats.mode == "smooth":
+            mean, var = _smoothed(stats, *_moments_fp32(x))
         else:
             tally = stats.tally
             if tally is not None and tally.wants(stats.cursor):
@@ -182,6 +188,20 @@ class LayerNorm(nn.Module):
         # One fused multiply-add: ``x * inv + shift`` would hold a third full-size buffer at the peak, which
         # made the statistics run of a tiled 4K photo overshoot its memory budget by a third.
         return torch.addcmul(shift.to(x.dtype), x, inv.to(x.dtype))
+
+
+def _smoothed(stats: NormStats, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+    """This frame's moments blended into the running average of earlier frames (which becomes the blend)."""
+    i = stats.cursor
+    stats.cursor += 1
+    if i < len(stats.values):
+        a = stats.momentum
+        m0, v0 = stats.values[i]
+        mean, var = m0 * a + mean * (1 - a), v0 * a + var * (1 - a)
+        stats.values[i] = (mean, var)
+    else:
+        stats.values.append((mean, var))
+    return mean, var
 
 
 MOMENT_CHANNELS = 16  # channels widened to fp32 at a time when a bf16/fp16 activation's moments are taken

@@ -2,7 +2,8 @@
 
 * **Body limits.** Gradio parses a JSON body whole and keeps each input's value in per-session state, so a
   request body is refused (413) past a limit: small for the JSON routes (photos never travel inline there),
-  sized from the upload limit for the MCP route (its clients send images as base64), and the upload limit
+  sized from the upload limit for the MCP route (its clients send images as base64) and for the webcam stream
+  route (``/stream/EVENT``: the page sends each webcam frame there as a JPEG data URL), and the upload limit
   itself (plus multipart framing) for the upload route, whose files Gradio also bounds while streaming.
 * **No server-side fetches.** A file payload whose ``path`` is a URL makes Gradio download it before our
   handler runs, unbounded; a ``data:`` path is inline data. Both are refused before Gradio sees them; so is a
@@ -40,11 +41,12 @@ class Limits:
     json: int                 # queue/join, run, call and every other non-upload route
     mcp: int                  # the MCP server: base64 images inline
     upload: int               # the upload route's whole multipart body
+    stream: int = JSON_BODY_LIMIT  # a webcam frame sent to a streaming event (base64 inline)
 
     @classmethod
     def for_upload_size(cls, max_file_size: int) -> Limits:
-        return cls(json=JSON_BODY_LIMIT, mcp=-(-max_file_size * 4 // 3) + JSON_BODY_LIMIT,
-                   upload=max_file_size + MULTIPART_SLACK)
+        inline = -(-max_file_size * 4 // 3) + JSON_BODY_LIMIT  # a file of the upload limit, base64-encoded
+        return cls(json=JSON_BODY_LIMIT, mcp=inline, upload=max_file_size + MULTIPART_SLACK, stream=inline)
 
 
 class Listeners:
@@ -106,7 +108,8 @@ class RequestGuard:
         if route == "/upload":
             await self._upload(scope, receive, send)
             return
-        limit = self.limits.mcp if route.startswith("/mcp") else self.limits.json
+        limit = self.limits.mcp if route.startswith("/mcp") else \
+            self.limits.stream if route.startswith("/stream/") else self.limits.json
         body = await _read_body(scope, receive, limit)
         if body is None:
             await self._refuse(send, 413, "body_too_large",

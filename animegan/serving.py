@@ -36,6 +36,12 @@ DEFAULT_PORT = 7860
 
 BACKENDS = ("local", "ray")
 DEFAULT_REPLICAS = 2
+# The live webcam mirror: small frames, a few a second, one stream at a time beside the conversion queue (a stream
+# holds its concurrency slot for its whole time limit, so it has a group of its own).
+DEFAULT_WEBCAM_SIDE = 256
+DEFAULT_WEBCAM_FPS = 8.0
+DEFAULT_WEBCAM_SECONDS = 60
+DEFAULT_WEBCAM_STREAMS = 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,12 @@ class ServeConfig:
     result_cache: str | None = None       # redis://HOST:PORT/DB: a result cache shared by every app process
     metrics: bool = False                 # serve /metrics (Prometheus) on the app's port
     mcp: bool = False                     # serve Gradio's MCP server (the stylize tool) on the app's port
+    max_video_seconds: float | None = None  # None: the engine's default (video.VideoLimits)
+    max_video_frames: int | None = None     # None: the engine's default
+    webcam_side: int = DEFAULT_WEBCAM_SIDE
+    webcam_fps: float = DEFAULT_WEBCAM_FPS
+    webcam_seconds: int = DEFAULT_WEBCAM_SECONDS
+    webcam_streams: int = DEFAULT_WEBCAM_STREAMS  # 0: no webcam mirror
 
     @property
     def device_type(self) -> str:
@@ -94,6 +106,13 @@ class ServeConfig:
         if self.device_type == "cuda":
             return None
         return max(1, cpu_cores() // self.workers())
+
+    def video_limits(self):  # -> video.VideoLimits (imported here: PyAV loads only when videos are used)
+        """The limits a video must meet, read from its container before any work."""
+        from .video import VideoLimits
+
+        given = {"max_seconds": self.max_video_seconds, "max_frames": self.max_video_frames}
+        return VideoLimits(max_pixels=self.max_pixels, **{k: v for k, v in given.items() if v is not None})
 
     def launch_kwargs(self) -> dict:
         return {
@@ -221,6 +240,12 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         result_cache=pick("result_cache"),
         metrics=bool(pick("metrics")),
         mcp=bool(pick("mcp")),
+        max_video_seconds=pick("max_video_seconds"),
+        max_video_frames=pick("max_video_frames"),
+        webcam_side=_or(pick("webcam_side"), DEFAULT_WEBCAM_SIDE),
+        webcam_fps=_or(pick("webcam_fps"), DEFAULT_WEBCAM_FPS),
+        webcam_seconds=_or(pick("webcam_seconds"), DEFAULT_WEBCAM_SECONDS),
+        webcam_streams=_or(pick("webcam_streams"), DEFAULT_WEBCAM_STREAMS),
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
@@ -241,6 +266,12 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
     for name in ("max_pixels", "temp_max_age"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    for name in ("max_video_seconds", "max_video_frames", "webcam_side", "webcam_fps", "webcam_seconds"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be more than 0, got {value}")
+    if config.webcam_streams < 0:
+        raise ValueError(f"--webcam-streams must be 0 (no webcam mirror) or more, got {config.webcam_streams}")
     if config.tile is not None and config.tile < 0:
         raise ValueError(f"--tile must be 0 (never tile) or a tile size in px, got {config.tile}")
     if config.max_side is not None and config.max_side < 0:

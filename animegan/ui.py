@@ -669,6 +669,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                     examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep],
                                            outputs=[slider, result, note], fn=app.example, cache_examples=True,
                                            cache_mode="lazy", example_labels=example_labels, label="Examples")
+            from .ui_video import add_tabs  # the Video and Webcam tabs (ui_video imports this module)
+
+            demo.animegan_video = add_tabs(app, avail, first_ok)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 styles_box = gr.Markdown(app.styles_panel(), elem_id="styles-panel")
@@ -727,16 +730,31 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
         except gr.Error:
             raise
         except InvalidPathError as exc:  # Gradio's own file check: the same answer as the upload gate's
-            log.warning("photo refused by Gradio's file check: %s", exc)
-            error = gr.Error(REFUSED, title="Unusable photo", print_exception=False)
-            app._observe(None, time.perf_counter(), error=error)
+            noun = "video" if block_fn.api_name in VIDEO_ENDPOINTS else "photo"
+            log.warning("%s refused by Gradio's file check: %s", noun, exc)
+            error = gr.Error(REFUSED.replace("photo", noun), title=f"Unusable {noun}", print_exception=False)
+            _observe_refusal(app, block_fn, error)
             raise error from None
         except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
             log.info("request refused before the handler (%s): %s", block_fn.api_name or block_fn.name, exc)
-            error = gr.Error("This request's inputs do not fit the endpoint: /stylize takes a photo file "
-                             "(uploaded first), a style id, a max side in pixels and true/false for keep "
-                             "brightness; see the API page.", title="Bad request", print_exception=False)
-            app._observe(None, time.perf_counter(), error=error)
+            takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style id, "
+                                        "a max side in pixels and true/false for keep brightness")
+            error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
+                             title="Bad request", print_exception=False)
+            _observe_refusal(app, block_fn, error)
             raise error from None
 
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+
+# The video endpoints (animegan/ui_video.py), for the refusals above: what each takes.
+VIDEO_ENDPOINTS = {"stylize_video": "/stylize_video takes a video file (uploaded first), a style id, a max side in "
+                                    "pixels and true/false for temporal smoothing"}
+
+
+def _observe_refusal(app: StylizeApp, block_fn: Any, error: gr.Error) -> None:
+    videos = getattr(app.demo, "animegan_video", None)
+    if block_fn.api_name in VIDEO_ENDPOINTS and videos is not None:
+        videos._observe(None, time.perf_counter(), None, error)
+    else:
+        app._observe(None, time.perf_counter(), error=error)

@@ -42,7 +42,31 @@ class UploadGate:
         path, name = _payload_path(payload)
         return self.read_path(path), name
 
+    def checked_path(self, payload: Any, noun: str = "video") -> tuple[Path, str]:
+        """The same checks as :meth:`read` without reading: for a file the engine streams (a video), the real path
+        (symlinks resolved) and a display name. Refusals speak of ``noun``."""
+        try:
+            path, name = _payload_path(payload)
+            fd, real = self._open(path)
+            os.close(fd)
+        except PhotoRefused as exc:
+            raise PhotoRefused(exc.reason, exc.public.replace("photo", noun)) from None
+        return real, name
+
     def read_path(self, path: str) -> bytes:
+        fd, real = self._open(path)
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(self.max_bytes + 1)
+            if len(data) > self.max_bytes:  # grew while being read
+                raise PhotoRefused(f"{real} grew past the limit while read",
+                                   public=f"The photo is larger than the {_mb(self.max_bytes)} upload limit.")
+            return data
+        finally:
+            os.close(fd)
+
+    def _open(self, path: str) -> tuple[int, Path]:
+        """An open descriptor on a regular file inside the allowed folders, within the size limit, and its path."""
         if not path or "\x00" in path:
             raise PhotoRefused(f"unusable path {path!r}")
         real = Path(os.path.realpath(path))
@@ -62,14 +86,10 @@ class UploadGate:
             if info.st_size > self.max_bytes:
                 raise PhotoRefused(f"{real} has {info.st_size} bytes, over the {self.max_bytes} limit",
                                    public=f"The photo is larger than the {_mb(self.max_bytes)} upload limit.")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(self.max_bytes + 1)
-            if len(data) > self.max_bytes:  # grew while being read
-                raise PhotoRefused(f"{real} grew past the limit while read",
-                                   public=f"The photo is larger than the {_mb(self.max_bytes)} upload limit.")
-            return data
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd, real
 
 
 def _payload_path(payload: Any) -> tuple[str, str]:

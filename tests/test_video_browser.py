@@ -1,0 +1,148 @@
+"""A real browser (Debian's chromium through Playwright) drives the Video and Webcam tabs of the real app.
+
+Video: upload the shared clip, convert, and a playable video with sound appears (the page's <video> element has
+loaded the clip's duration; the file it plays has an audio stream). Webcam: chromium's fake camera streams into the
+mirror, which answers with stylised frames and the achieved fps. The Video tab's screenshot goes to the test's tmp
+folder, and to docs/video_tab.png when that file is missing or ANIMEGAN_UPDATE_SCREENSHOT=1.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import REPO, running_app, scrape, stats
+from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+av = pytest.importorskip("av")
+pytestmark = pytest.mark.browser
+
+SCREENSHOT = REPO / "docs" / "video_tab.png"
+# A synthetic camera (a moving test pattern) that needs no permission prompt.
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + FAKE_CAMERA)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("video-browser")
+    with running_app(tmp / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
+                     "--webcam-seconds", "30", "--metrics") as url:
+        yield url
+
+
+def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, shared: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    clip = shared / "video" / "railway_pan_320x240_2s.mp4"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app_url)
+    expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Video", exact=True).click()
+    page.locator("#video input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video video")).to_have_count(1, timeout=10_000)  # the upload is shown
+    side = page.locator("#video-max-side input[type=number]")
+    side.fill("128")
+    side.press("Enter")
+    page.locator("#convert-video").click()
+    # Frame progress in the progress bar while it runs (the tracker shows "n/48 frames").
+    expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
+    expect(page.locator("#video-notice")).to_contain_text("Hayao style: 48 frames at 128x96 px", timeout=120_000)
+    video = page.locator("#video-result video")
+    expect(video).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#video-result video').readyState >= 2", timeout=15_000)
+    state = video.evaluate("v => ({duration: v.duration, ready: v.readyState, width: v.videoWidth, src: v.currentSrc})")
+    assert abs(state["duration"] - 2.0) < 0.1 and state["ready"] >= 2 and state["width"] == 128, state
+    print(f"page video: duration {state['duration']:.3f} s, readyState {state['ready']}, width {state['width']}")
+    # The file the page plays has the sound: fetched as the browser did, read with PyAV.
+    served = httpx.get(state["src"], timeout=30)
+    assert served.status_code == 200
+    with av.open(io.BytesIO(served.content)) as c:
+        assert [s.type for s in c.streams].count("audio") == 1
+        assert c.streams.video[0].codec_context.name == "h264"
+    # It plays: time advances (muted, as browsers allow autoplay without a gesture only then).
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.querySelector('#video-result video').currentTime > 0.3", timeout=10_000)
+    assert page.locator("#video-result").get_by_role("button", name=re.compile("download", re.IGNORECASE)).count() >= 1 or \
+        page.locator("#video-result a[download]").count() >= 1
+    video.evaluate("v => { v.pause(); v.currentTime = 1.0; }")
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(500)
+    shot = tmp_path / "video_tab.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if not SCREENSHOT.exists() or os.environ.get("ANIMEGAN_UPDATE_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
+    page.close()
+
+
+def test_stop_ends_a_running_conversion(browser, app_url: str, shared: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app_url)
+    expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Video", exact=True).click()
+    page.locator("#video input[type=file]").set_input_files(str(shared / "video" / "railway_pan_320x240_2s.mp4"))
+    expect(page.locator("#video video")).to_have_count(1, timeout=10_000)
+    before = stats(app_url)
+    page.locator("#convert-video").click()  # native size: long enough to stop part-way
+    expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
+    page.locator("#stop-video").click()
+    for _ in range(300):  # the worker thread stops at the next frame (30 s at most)
+        if stats(app_url)["running"] == 0:
+            break
+        page.wait_for_timeout(100)
+    after = stats(app_url)
+    assert after["running"] == 0 and after["failed"] == before["failed"] + 1, (before, after)
+    assert after["succeeded"] == before["succeeded"]
+    page.close()
+
+
+def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
+    page = context.new_page()
+    sent: list[float] = []  # frames the page posts to the stream route
+    page.on("request", lambda r: sent.append(1) if r.method == "POST" and "/gradio_api/stream/" in r.url else None)
+    page.goto(app_url)
+    expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Webcam mirror").first.click()
+    page.locator("#webcam").get_by_text("Click to Access Webcam").click()
+    page.locator("#webcam").get_by_text("Record").first.click()
+    result = page.locator("#webcam-result img")
+    expect(result).to_have_count(1, timeout=60_000)
+    assert (result.get_attribute("src") or "").startswith("data:image/jpeg;base64,")
+    fps = page.locator("#webcam-fps")
+    expect(fps).to_contain_text(re.compile(r"\d+\.\d fps at \d+x\d+ px \(smoothed\)"), timeout=30_000)
+    first = result.get_attribute("src")
+    page.wait_for_timeout(2000)
+    assert result.get_attribute("src") != first  # a live stream, not one frame
+    rate = float(re.search(r"(\d+\.\d) fps", fps.inner_text()).group(1))
+    assert 0 < rate <= 8.5, rate  # never more than the page sends (--webcam-fps 8)
+    page.screenshot(path=str(tmp_path / "webcam_mirror.png"))
+    # Frames are dropped, not queued: the server stylised fewer than the page sent, and once the stream stops no
+    # backlog keeps the model busy.
+    page.locator("#webcam").get_by_text("Stop").first.click()
+    page.wait_for_timeout(1500)
+    served = scrape(app_url)[("animegan_webcam_frames_total", (("outcome", "ok"),))]
+    page.wait_for_timeout(2000)
+    assert scrape(app_url)[("animegan_webcam_frames_total", (("outcome", "ok"),))] == served
+    assert 0 < served < len(sent), (served, len(sent))
+    print(f"webcam mirror: {len(sent)} frames sent, {served:g} stylised, {rate} fps shown")
+    context.close()
