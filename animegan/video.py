@@ -383,9 +383,9 @@ class _Stage(threading.Thread):
             self.error = exc
 
 
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put unless the pipeline is stopping (a full queue is waited on in short steps)."""
-    while not stop.is_set():
+def _put(q: queue.Queue, item: Any, stop: threading.Event, consumer: _Stage | None = None) -> bool:
+    """Put unless the pipeline is stopping or the consumer has ended (a full queue is waited on in short steps)."""
+    while not stop.is_set() and (consumer is None or consumer.is_alive()):
         try:
             q.put(item, timeout=0.1)
             return True
@@ -597,13 +597,13 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
                 if on_frame:
                     on_frame(frames, max(expected, frames))
                 item = ("frame", item, rgb)
-            if not _put(styled, item, stop) or encoder.error is not None:
+            if not _put(styled, item, stop, encoder) or encoder.error is not None:
                 break
             if item[0] == "frame":
                 if check:
                     check()
                 deadline.check(f"after {frames} of {expected} frames")
-        _put(styled, _END, stop)
+        _put(styled, _END, stop, encoder)
         encoder.join()
         for stage in stages:
             if stage.error is not None:
