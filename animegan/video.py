@@ -257,17 +257,34 @@ class FrameSmoother:
 
     def norm_stats(self, rgb: np.ndarray, key: tuple = ()) -> NormStats:
         """The statistics one frame's forward pass smooths into (starting again at a cut or a new key)."""
-        thumb = thumbnail(rgb)
         with self._lock:
-            key = (rgb.shape, *key)
-            if self._key != key:
-                self.reset()
-                self._key = key
-            elif self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > self.cut_threshold:
-                self._values = []
-                self.cuts += 1
-            self._thumb = thumb
-            return NormStats(mode="smooth", values=self._values, momentum=self.momentum)
+            return NormStats(mode="smooth", values=self._running(rgb, key), momentum=self.momentum)
+
+    def smoothed(self, rgb: np.ndarray, measured: NormStats, key: tuple = ()) -> NormStats:
+        """A tiled frame's measured whole-frame statistics blended into the running average, to replay.
+
+        (Approximate where the one-pass blend is exact: each layer was measured under unsmoothed earlier layers.)
+        """
+        with self._lock:
+            running = self._running(rgb, key)
+            values = [(m.float(), v.float()) for m, v in measured.values]
+            if len(running) == len(values):
+                a = self.momentum
+                values = [(m0 * a + m * (1 - a), v0 * a + v * (1 - a)) for (m0, v0), (m, v) in zip(running, values)]
+            running[:] = values
+            return NormStats(mode="replay", values=list(values))
+
+    def _running(self, rgb: np.ndarray, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        thumb = thumbnail(rgb)
+        key = (rgb.shape, *key)
+        if self._key != key:
+            self.reset()
+            self._key = key
+        elif self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > self.cut_threshold:
+            self._values = []
+            self.cuts += 1
+        self._thumb = thumb
+        return self._values
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -285,9 +302,7 @@ class _FrameRunner:
         self.loaded, self.plan, self.precision, self.device = loaded, plan, precision, device
         self.notices: list[Notice] = []
         if plan.tiled:
-            self.notices.append(Notice("tiled", f"each frame ran in {plan.describe()}; temporal smoothing applies "
-                                                "only to frames that run whole (raise the memory budget or lower "
-                                                "the max side)"))
+            self.notices.append(Notice("tiled", f"each frame ran in {plan.describe()}"))
 
     def __call__(self, rgb: np.ndarray, smoother: FrameSmoother | None) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -297,8 +312,11 @@ class _FrameRunner:
                     if not self.plan.tiled:
                         stats = smoother.norm_stats(rgb, (self.loaded.spec.id,)) if smoother else None
                         return inference.run_whole(self.loaded.model, rgb, self.precision, stats)
+                    key = (self.loaded.spec.id, "tiles")
+                    adjust = (lambda measured, key=key: smoother.smoothed(rgb, measured, key)) if smoother else None
                     return inference.run_tiled(self.loaded.model, rgb, tile=self.plan.tile, halo=self.plan.halo,
-                                               stats_side=self.plan.stats_side, precision=self.precision)
+                                               stats_side=self.plan.stats_side, precision=self.precision,
+                                               adjust=adjust)
             except Exception as exc:
                 if not memory.is_out_of_memory(exc):
                     raise
