@@ -53,6 +53,7 @@ CUT_THRESHOLD = 24.0              # mean |change| (0-255) of a 32x32 grey copy b
 THUMB_SIDE = 32
 QUEUE_ITEMS = 6                   # items waiting between two pipeline stages (frames or audio packets)
 CRF = 18                          # x264 quality: visually lossless for most content
+ENCODER_THREADS = 1
 X264_PRESET = "veryfast"          # the model dominates; a slow preset would steal its cores for little gain
 MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})  # codecs copied into MP4 as they are
 # Container formats FFmpeg uses for single pictures: those inputs are photos, not videos.
@@ -430,7 +431,7 @@ def _decode(source: str, size: tuple[int, int], rotation: int, reencode: set[int
     w, h = size if turns % 2 == 0 else (size[1], size[0])   # the stored frame's size before turning upright
     with _opened(source) as container:
         streams = [container.streams.video[0], *container.streams.audio]
-        streams[0].thread_type = "AUTO"
+        streams[0].thread_count = 1  # as the encoder: the model needs the cores, decoding a frame is quick
         try:
             for packet in container.demux(streams):
                 if stop.is_set():
@@ -474,6 +475,9 @@ class _Writer:
         self.video.time_base = src.time_base
         self.video.codec_context.time_base = src.time_base
         self.video.options = {"crf": str(CRF), "preset": X264_PRESET}
+        # One encoder thread: even at 720p it outruns the model many times over, and more threads would only
+        # interrupt the model's own threads (whose work is split evenly across every core and waits on the slowest).
+        self.video.codec_context.thread_count = ENCODER_THREADS
         self.time_base = src.time_base
         self.audio: dict[int, av.stream.Stream] = {}
         self.reencode: set[int] = set()
