@@ -158,7 +158,8 @@ StatisticsMethod = Literal["layers", "extrapolated"]
 def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_side: int,
               precision: str = "fp32",
               on_tile: Callable[[int, int], None] | None = None,
-              statistics: StatisticsMethod = "layers") -> np.ndarray:
+              statistics: StatisticsMethod = "layers",
+              adjust: Callable[[NormStats], NormStats] | None = None) -> np.ndarray:
     """Stylise a photo tile by tile with shared whole-image layer-norm statistics; output size == input size.
 
     ``tile``: core size in px; ``halo``: context read around each core (both rounded to multiples of 4);
@@ -172,6 +173,7 @@ def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_
       faster, but 36-42 dB from the whole run on some photos (bench/memory_bench.py tiles).
 
     ``on_tile(done, total)`` counts tile runs over all passes; an exception it raises stops the run.
+    ``adjust``: changes the whole-image statistics before the tiles replay them (a video smooths them across frames).
     """
     tile = max(SIZE_MULTIPLE, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
     halo = halo // SIZE_MULTIPLE * SIZE_MULTIPLE
@@ -189,6 +191,8 @@ def run_tiled(model: Generator, rgb: np.ndarray, *, tile: int, halo: int, stats_
         stats = layer_statistics(model, padded, tile, halo, precision, progress)
     else:
         stats = whole_image_stats(model, padded, max(h, w) if exact else stats_side, precision)
+    if adjust is not None:
+        stats = adjust(stats)
     out = np.zeros((h, w, 3), np.float32)
     band = halo // 2
     for ys, xs in plan:

@@ -53,6 +53,7 @@ CUT_THRESHOLD = 24.0              # mean |change| (0-255) of a 32x32 grey copy b
 THUMB_SIDE = 32
 QUEUE_ITEMS = 6                   # items waiting between two pipeline stages (frames or audio packets)
 CRF = 18                          # x264 quality: visually lossless for most content
+ENCODER_THREADS = 1
 X264_PRESET = "veryfast"          # the model dominates; a slow preset would steal its cores for little gain
 MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})  # codecs copied into MP4 as they are
 # Container formats FFmpeg uses for single pictures: those inputs are photos, not videos.
@@ -257,17 +258,34 @@ class FrameSmoother:
 
     def norm_stats(self, rgb: np.ndarray, key: tuple = ()) -> NormStats:
         """The statistics one frame's forward pass smooths into (starting again at a cut or a new key)."""
-        thumb = thumbnail(rgb)
         with self._lock:
-            key = (rgb.shape, *key)
-            if self._key != key:
-                self.reset()
-                self._key = key
-            elif self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > self.cut_threshold:
-                self._values = []
-                self.cuts += 1
-            self._thumb = thumb
-            return NormStats(mode="smooth", values=self._values, momentum=self.momentum)
+            return NormStats(mode="smooth", values=self._running(rgb, key), momentum=self.momentum)
+
+    def smoothed(self, rgb: np.ndarray, measured: NormStats, key: tuple = ()) -> NormStats:
+        """A tiled frame's measured whole-frame statistics blended into the running average, to replay.
+
+        (Approximate where the one-pass blend is exact: each layer was measured under unsmoothed earlier layers.)
+        """
+        with self._lock:
+            running = self._running(rgb, key)
+            values = [(m.float(), v.float()) for m, v in measured.values]
+            if len(running) == len(values):
+                a = self.momentum
+                values = [(m0 * a + m * (1 - a), v0 * a + v * (1 - a)) for (m0, v0), (m, v) in zip(running, values)]
+            running[:] = values
+            return NormStats(mode="replay", values=list(values))
+
+    def _running(self, rgb: np.ndarray, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        thumb = thumbnail(rgb)
+        key = (rgb.shape, *key)
+        if self._key != key:
+            self.reset()
+            self._key = key
+        elif self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > self.cut_threshold:
+            self._values = []
+            self.cuts += 1
+        self._thumb = thumb
+        return self._values
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -285,9 +303,7 @@ class _FrameRunner:
         self.loaded, self.plan, self.precision, self.device = loaded, plan, precision, device
         self.notices: list[Notice] = []
         if plan.tiled:
-            self.notices.append(Notice("tiled", f"each frame ran in {plan.describe()}; temporal smoothing applies "
-                                                "only to frames that run whole (raise the memory budget or lower "
-                                                "the max side)"))
+            self.notices.append(Notice("tiled", f"each frame ran in {plan.describe()}"))
 
     def __call__(self, rgb: np.ndarray, smoother: FrameSmoother | None) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -297,8 +313,11 @@ class _FrameRunner:
                     if not self.plan.tiled:
                         stats = smoother.norm_stats(rgb, (self.loaded.spec.id,)) if smoother else None
                         return inference.run_whole(self.loaded.model, rgb, self.precision, stats)
+                    key = (self.loaded.spec.id, "tiles")
+                    adjust = (lambda measured, key=key: smoother.smoothed(rgb, measured, key)) if smoother else None
                     return inference.run_tiled(self.loaded.model, rgb, tile=self.plan.tile, halo=self.plan.halo,
-                                               stats_side=self.plan.stats_side, precision=self.precision)
+                                               stats_side=self.plan.stats_side, precision=self.precision,
+                                               adjust=adjust)
             except Exception as exc:
                 if not memory.is_out_of_memory(exc):
                     raise
@@ -383,9 +402,9 @@ class _Stage(threading.Thread):
             self.error = exc
 
 
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put unless the pipeline is stopping (a full queue is waited on in short steps)."""
-    while not stop.is_set():
+def _put(q: queue.Queue, item: Any, stop: threading.Event, consumer: _Stage | None = None) -> bool:
+    """Put unless the pipeline is stopping or the consumer has ended (a full queue is waited on in short steps)."""
+    while not stop.is_set() and (consumer is None or consumer.is_alive()):
         try:
             q.put(item, timeout=0.1)
             return True
@@ -412,7 +431,7 @@ def _decode(source: str, size: tuple[int, int], rotation: int, reencode: set[int
     w, h = size if turns % 2 == 0 else (size[1], size[0])   # the stored frame's size before turning upright
     with _opened(source) as container:
         streams = [container.streams.video[0], *container.streams.audio]
-        streams[0].thread_type = "AUTO"
+        streams[0].thread_count = 1  # as the encoder: the model needs the cores, decoding a frame is quick
         try:
             for packet in container.demux(streams):
                 if stop.is_set():
@@ -456,6 +475,9 @@ class _Writer:
         self.video.time_base = src.time_base
         self.video.codec_context.time_base = src.time_base
         self.video.options = {"crf": str(CRF), "preset": X264_PRESET}
+        # One encoder thread: even at 720p it outruns the model many times over, and more threads would only
+        # interrupt the model's own threads (whose work is split evenly across every core and waits on the slowest).
+        self.video.codec_context.thread_count = ENCODER_THREADS
         self.time_base = src.time_base
         self.audio: dict[int, av.stream.Stream] = {}
         self.reencode: set[int] = set()
@@ -597,13 +619,13 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
                 if on_frame:
                     on_frame(frames, max(expected, frames))
                 item = ("frame", item, rgb)
-            if not _put(styled, item, stop) or encoder.error is not None:
+            if not _put(styled, item, stop, encoder) or encoder.error is not None:
                 break
             if item[0] == "frame":
                 if check:
                     check()
                 deadline.check(f"after {frames} of {expected} frames")
-        _put(styled, _END, stop)
+        _put(styled, _END, stop, encoder)
         encoder.join()
         for stage in stages:
             if stage.error is not None:

@@ -319,11 +319,17 @@ def test_gif_animation_is_a_video_and_animated_webp_is_refused(photos, small, tm
 
 
 def test_large_frames_run_in_tiles_through_the_memory_plan(photos, small, tmp_path):
+    """Frames over the memory budget run in tiles, as photos do; their statistics are smoothed all the same."""
     src = write_clip(tmp_path / "big.mp4", moving(photos["cars_bridge_forest"], 128, 96, 3))
+    plain = small(src, "plain.mp4", max_side=0, tile=48, temporal=False)
     stats = small(src, max_side=0, tile=48)
     assert stats.plan.startswith("tiles of 48 px") and any(n.kind == "tiled" for n in stats.notices)
+    assert stats.temporal and not plain.temporal
     frames, _ = decoded(tmp_path / "out.mp4")
+    per_frame, _ = decoded(tmp_path / "plain.mp4")
     assert len(frames) == 3 and frames[0].shape == (96, 128, 3)
+    # the first frame has nothing to smooth with (x264's look-ahead still lets later frames touch its coding)
+    assert imaging.psnr(frames[0], per_frame[0]) > imaging.psnr(frames[2], per_frame[2]) > 30
 
 
 # --- sound --------------------------------------------------------------------------------------
@@ -393,3 +399,17 @@ def test_cli_converts_videos_and_photos_together(shared, hayao_pt, photos, tmp_p
     frames, _ = decoded(tmp_path / "out" / "clip_hayao.mp4")
     assert len(frames) == 6 and frames[0].shape == (48, 64, 3)
     assert "clip_hayao.mp4" in r.stdout and "6 frames at" in r.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_smoothing_moments_equal_the_recorded_ones(dtype):
+    """The fused kernel the smoothing takes each frame's moments from agrees with record mode's var_mean."""
+    import torch
+
+    from animegan.model import _frame_moments, _moments_fp32
+
+    x = (torch.randn(1, 40, 24, 32) * 3 + 1).to(getattr(torch, dtype)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        (m0, v0), (m1, v1) = _moments_fp32(x), _frame_moments(x)
+    assert m1.dtype == v1.dtype == torch.float32
+    assert torch.allclose(m0, m1, rtol=1e-5, atol=1e-6) and torch.allclose(v0, v1, rtol=1e-5)
