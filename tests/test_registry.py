@@ -90,7 +90,7 @@ def test_get_style_by_id_or_name() -> None:
 def test_unknown_style_lists_the_styles(fresh: Registry) -> None:
     with pytest.raises(UnknownStyleError) as info:
         fresh.get("ghibli")
-    assert str(info.value) == "unknown style 'ghibli'; choose one of: hayao, shinkai, paprika"
+    assert str(info.value) == "unknown style 'ghibli'; choose one of: hayao, shinkai, paprika, face_paint_512_v2, face_paint_512_v1, celeba_distill"
     assert fresh.loads == 0
 
 
