@@ -509,11 +509,8 @@ def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
         style: style id, one of {ids}.
         max_side: longest side of the result in pixels; larger photos are downscaled first. 0 keeps the native size.
         keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
-        framing: portrait styles ({portraits}) only; scene styles ignore it. "face" (default: the largest face
-            in a square, resized to the style's training size), "center" (the centre square), "whole" (the whole
-            photo), "paste" (every face stylised and pasted back into the whole photo).
-        background: with framing "paste": "keep" (default) keeps the rest of the photo; a scene style id ({scenes})
-            stylises it.
+        framing: "face" (default), "center", "whole" or "paste"; portrait styles ({portraits}) only, scene styles ignore it. face: the largest face in a square at the style's training size; center: the centre square; whole: the whole photo; paste: every face stylised and pasted back into the whole photo.
+        background: with framing "paste": "keep" (default) keeps the rest of the photo as it is; a scene style id ({scenes}) stylises it.
 
     Returns:
         the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
