@@ -31,7 +31,7 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import framing  # noqa: E402
+from animegan import framing
 
 Box = tuple[int, int, int, int]
 EXAMPLES = REPO / "animegan" / "examples"

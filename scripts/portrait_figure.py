@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import Registry, stylize  # noqa: E402
+from animegan import Registry, stylize
 
 STYLE = "face_paint_512_v2"
 PANEL = 360
