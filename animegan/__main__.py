@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 
 from . import imaging, video
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory
+from .framing import FRAMINGS, KEEP, DetectorMissing
 from .memory import fmt_bytes, parse_bytes, resolve_device
 from .options import RunOptions
 from .precision import PRECISIONS, resolve
 from .registry import Registry
-from .styles import UnknownStyleError, style_ids
+from .styles import UnknownStyleError, load_styles, style_ids
 from .weights import WeightsError, WeightsOrigin
 from .weights.folder import write_weights_file
 
@@ -63,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
                         "fp32 gives the reference output")
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
+    p.add_argument("--framing", choices=list(FRAMINGS), default=None,
+                   help="portrait styles: face (default: the largest face, squared), center (centre square), whole "
+                        "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it")
+    p.add_argument("--background", default=KEEP, metavar="keep|STYLE",
+                   help="with --framing paste: keep the rest of the photo (default), or stylise it with a scene style "
+                        f"({', '.join(s.id for s in load_styles() if not s.is_portrait)})")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
     p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default: free VRAM minus a margin, "
@@ -76,6 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max-video-seconds must be 0 (no limit) or a number of seconds")
     if args.tile is not None and args.tile < 0:
         p.error("--tile must be 0 (never tile) or a tile size in px")
+    scenes = [s.id for s in load_styles() if not s.is_portrait]
+    args.background = args.background.strip().lower()
+    if args.background not in (KEEP, *scenes):
+        p.error(f"--background must be {KEEP} or a scene style ({', '.join(scenes)}), not {args.background!r}")
     try:
         parse_bytes(args.memory_budget)
     except ValueError as exc:
@@ -146,7 +157,7 @@ def convert_main(argv: list[str]) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     options = RunOptions(style=spec.id, device=str(device), precision=args.precision, max_side=args.max_side,
-                         keep_brightness=args.keep_brightness,
+                         keep_brightness=args.keep_brightness, framing=args.framing, background=args.background,
                          max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile)
     convert = LocalConverter(registry)
     failed = 0
@@ -176,6 +187,9 @@ def convert_main(argv: list[str]) -> int:
                 for notice in notices:  # stderr: stdout stays one line per written file, for scripts
                     tqdm.write(f"{path}: {notice}", file=sys.stderr)
                 tqdm.write(written_line(target, size, time.perf_counter() - start), file=sys.stdout)
+        except (DetectorMissing, WeightsError) as exc:  # the same for every photo (a background's weights): stop
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except (imaging.InvalidImageError, video.VideoError, av.error.FFmpegError, OutOfMemory, ConversionTimeout,
                 OSError) as exc:
             failed += 1

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import framing as framing_mod
 from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
@@ -83,6 +84,8 @@ class RunStats:
     notices: list[Notice] = field(default_factory=list)
     replica: str = ""             # which Ray Serve replica ran it (set by the replica); empty: this process
     cached: bool = False          # True: the result came from the result cache, the model did not run
+    framing: str = "whole"        # portraits: the framing that ran (face, center, paste; face without a face: center)
+    faces: list[tuple[int, int, int, int]] = field(default_factory=list)  # face boxes used (x0, y0, x1, y1, photo px)
 
 
 @dataclass
@@ -210,6 +213,9 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     deadline = Deadline.of(options)
     registry = registry or default_registry()
     spec = spec or registry.style(options.style)
+    mode = framing_mod.mode_for(spec.is_portrait, options.framing)
+    if mode != "whole":
+        return _convert_framed(image, options.replace(framing=mode), spec, registry, on_tile, progress, cache)
     dev = resolve_device(options.device)
     decision = precision_mod.resolve(options.precision or "auto", dev)
     precision = decision.precision
@@ -284,6 +290,111 @@ def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: to
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
                       settings={"keep_brightness": keep, "device": dev.type, "precision": loaded.key.precision,
                                 "run": run})
+
+
+def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: StyleSpec, registry: Registry,
+                    on_tile: TileProgress | None, progress: Progress | None,
+                    cache: ResultCache | None) -> StylizeResult:
+    """A portrait: frame (:mod:`animegan.framing`), then each square, and a paste's background, through
+    :func:`convert` as whole photos of their own (so tiling, memory recovery and the deadline apply unchanged)."""
+    start = time.perf_counter()
+    deadline = Deadline.of(options)
+    paste = options.framing == "paste"
+    limit = spec.max_side if options.max_side is None else options.max_side
+    if limit < 0:
+        raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+    # face / center crop from the photo at full resolution (the square is resized to the training size anyway)
+    photo = imaging.load_photo(image, max_side=(limit or None) if paste else None, max_pixels=options.max_pixels)
+    deadline.check("after decoding the photo")
+    background = _background(registry, options.background) if paste else None
+    inner = options.replace(framing="whole", max_side=0)  # each part at the size it is given
+    dev = resolve_device(options.device)
+    loaded = registry.get(spec, dev, precision_mod.resolve(options.precision or "auto", dev).precision, progress=progress)
+    key = ""
+    if cache is not None:
+        key = _framed_key(registry, loaded, photo, options, background)
+        hit = cache.get(key)
+        if hit is not None:
+            image_out = Image.open(io.BytesIO(hit))
+            stats = RunStats(style=spec.id, device=loaded.key.device, precision=loaded.key.precision,
+                             original_size=photo.original_size, input_size=photo.size, output_size=image_out.size,
+                             downscaled=photo.downscaled, seconds=time.perf_counter() - start, peak_memory=0,
+                             peak_memory_kind="none (result cache)", weights_source=loaded.weights_source,
+                             plan="result cache hit", cached=True, framing=options.framing)
+            return StylizeResult(image_out, stats, hit)
+    framed = framing_mod.frame(photo.rgb, options.framing)
+    pixels = photo.rgb if photo.alpha is None else np.dstack([photo.rgb, photo.alpha])
+    size = spec.train_size or max(photo.size)
+    parts: list[RunStats] = []
+    notices: list[Notice] = [Notice("framing", framed.notice)]
+
+    def run(pixels_in: np.ndarray, opts: RunOptions, part_spec: StyleSpec | None) -> np.ndarray:
+        result = convert(pixels_in, opts, registry=registry, on_tile=on_tile, progress=progress, spec=part_spec)
+        parts.append(result.stats)
+        notices.extend(n for n in result.stats.notices if n not in notices)
+        return np.asarray(result.image)
+
+    if not paste:
+        out = Image.fromarray(run(framing_mod.crop_square(pixels, framed.squares[0], size, framed.tilt), inner, spec))
+    else:
+        if background is None:
+            canvas = photo.rgb.copy()
+        else:
+            canvas = run(photo.rgb, inner.replace(style=background.id), background)[..., :3].copy()
+        for square in framed.squares:
+            deadline.check("between faces")
+            framing_mod.paste(canvas, run(framing_mod.crop_square(photo.rgb, square, size), inner, spec), square)
+        if photo.downscaled:
+            notices.insert(0, Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} "
+                                     f"to {photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
+        out = imaging.to_image(canvas, photo.alpha)
+    first = parts[0] if parts else None  # paste with no face and the photo kept: nothing ran
+    stats = RunStats(
+        style=spec.id, device=first.device if first else loaded.key.device,
+        precision=first.precision if first else loaded.key.precision, original_size=photo.original_size,
+        input_size=photo.size, output_size=out.size, downscaled=paste and photo.downscaled,
+        seconds=time.perf_counter() - start, peak_memory=max((p.peak_memory for p in parts), default=0),
+        peak_memory_kind=first.peak_memory_kind if first else "none (no face to stylise)",
+        weights_source=loaded.weights_source,
+        plan="; ".join(dict.fromkeys(f"{p.style}: {p.plan}" for p in parts)) or "nothing to run",
+        tiles=sum(p.tiles for p in parts), oom_recoveries=sum(p.oom_recoveries for p in parts), notices=notices,
+        framing=framed.mode, faces=[f.box.as_tuple() for f in framed.faces],
+    )
+    deadline.check("before encoding the result")
+    png = None
+    if cache is not None:
+        png = imaging.encode_png(out)
+        if not stats.oom_recoveries:
+            cache.put(key, png)
+    return StylizeResult(out, stats, png)
+
+
+def _background(registry: Registry, background: str | None) -> StyleSpec | None:
+    """paste's background: None to keep the photo, else a scene style (a portrait style is not one)."""
+    wanted = (background or framing_mod.KEEP).strip().lower()
+    if wanted == framing_mod.KEEP:
+        return None
+    scenes = [s for s in registry.styles() if not s.is_portrait]
+    spec = next((s for s in scenes if wanted in (s.id, s.name.lower())), None)
+    if spec is None:
+        raise ValueError(f"unknown background {background!r}; choose {framing_mod.KEEP} or a scene style: "
+                         f"{', '.join(s.id for s in scenes)}")
+    return spec
+
+
+def _framed_key(registry: Registry, loaded: LoadedModel, photo: imaging.Photo, options: RunOptions,
+                background: StyleSpec | None) -> str:
+    """A framed result's key: the photo as decoded, the portrait (and background) weights, the detector, and the
+    settings the parts ran with."""
+    dev, precision = torch.device(loaded.key.device), loaded.key.precision
+    settings = {"keep_brightness": options.keep_brightness, "device": dev.type, "precision": precision,
+                "tile": options.tile, "memory_budget": options.memory_budget,
+                "detector": framing_mod.detector_name() if options.framing in ("face", "paste") else None}
+    bg = "keep"
+    if background is not None:
+        bg = f"{background.id}:{registry.get(background, dev, precision).weights_fingerprint}"
+    return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
+                      settings=settings, framing=options.framing or "face", background=bg)
 
 
 def _from_cache(cache: ResultCache, key: str, photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan,

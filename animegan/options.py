@@ -47,6 +47,8 @@ class RunOptions:
     tile: int | None = None               # None: from the budget; 0: whole image; N: N px tiles
     deadline: float | None = None         # time.monotonic() the run must not pass; None: no limit
     timeout_s: float | None = None        # the limit the deadline came from, for messages
+    framing: str | None = None            # portraits: face (None: the default), center, whole, paste; scenes: ignored
+    background: str = "keep"              # paste: keep the photo around the faces, or a scene style's id
 
     def replace(self, **changes: object) -> RunOptions:
         return dataclasses.replace(self, **changes)

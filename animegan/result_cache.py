@@ -23,7 +23,7 @@ import numpy as np
 from .memory import parse_bytes
 
 DEFAULT_CACHE_SIZE = 256 << 20           # ~170 results at 1024 px, ~700 at 512 px
-KEY_VERSION = "1"                        # bump when the meaning of a key's parts changes
+KEY_VERSION = "2"                        # bump when the meaning of a key's parts changes
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,19 @@ class MemoryCache:
 
 
 def result_key(rgb: np.ndarray, alpha: np.ndarray | None, *, style: str, weights_fingerprint: str,
-               settings: Mapping[str, object]) -> str:
+               settings: Mapping[str, object], framing: str = "whole", background: str = "keep") -> str:
     """Hex key from the decoded pixels, the style, the exact weights and every setting that changes the output.
+
+    ``framing`` and ``background`` (portraits) are named, not left to ``settings``: the same photo framed by its
+    face, its centre or pasted back is three different results.
 
     ``settings`` must hold everything else that changes a pixel (keep brightness, device type, precision,
     the run plan); values are serialised as JSON with sorted keys, so dict order does not matter.
     """
     h = hashlib.blake2b(digest_size=20, person=b"animegan-result")
     meta = {"v": KEY_VERSION, "style": style, "weights": weights_fingerprint, "shape": list(rgb.shape),
-            "alpha": None if alpha is None else list(alpha.shape), "settings": dict(settings)}
+            "alpha": None if alpha is None else list(alpha.shape), "settings": dict(settings),
+            "framing": framing, "background": background}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(rgb, dtype=np.uint8).data)
     if alpha is not None:

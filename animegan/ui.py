@@ -37,6 +37,7 @@ from PIL import Image
 
 from . import flags, imaging, memory, temp_files
 from .engine import ConversionTimeout, Converter, Deadline, LocalConverter, OutOfMemory, RunStats, StylizeResult
+from .framing import FRAMINGS, KEEP, DetectorMissing
 from .imaging import InvalidImageError
 from .memory import DeviceError
 from .options import RunOptions
@@ -44,7 +45,7 @@ from .registry import Registry
 from .request_guard import Listeners
 from .result_cache import ResultCache
 from .serving import ServeConfig
-from .styles import StyleSpec, UnknownStyleError
+from .styles import GROUPS, StyleSpec, UnknownStyleError
 from .upload_gate import REFUSED, PhotoRefused, UploadGate
 from .weights import WeightsError, WeightsMissingError
 
@@ -164,15 +165,16 @@ class StylizeApp:
         return max((s.max_side for s in self.styles()), default=1024)
 
     # -- conversion -----------------------------------------------------------------------------
-    def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
-                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+    def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
+                background: Any = None, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize API (its description, from the styles, is :func:`stylize_doc`)."""
-        path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False)
+        path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False,
+                                       framing=framing, background=background)
         return path, text
 
-    def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any,
-                     request: gr.Request = None,  # type: ignore[assignment]
+    def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
+                     background: Any = None, request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[tuple[Image.Image, str], str, str]:  # noqa: B008
         """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job.
 
@@ -180,18 +182,20 @@ class StylizeApp:
         bare "Error" badges): the notice area shows it, and a toast says it too. The API still raises.
         """
         try:
-            path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True)
+            path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True,
+                                                framing=framing, background=background)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return gr.skip(), None, f"**{exc.title or 'Error'}:** {exc.message}"
-        return (before, path), path, text
+        return (before if before is not None else path, path), path, text
 
     def _observed(self, image: Any, style: Any, max_side: Any, keep_brightness: Any, request: gr.Request | None,
-                  progress: gr.Progress, before: bool) -> tuple[str, str, Image.Image | None]:
+                  progress: gr.Progress, before: bool, framing: Any = None,
+                  background: Any = None) -> tuple[str, str, Image.Image | None]:
         started = time.perf_counter()
         try:
             path, text, stats, before = self._convert(image, style, max_side, keep_brightness, request, progress,
-                                                      before)
+                                                      before, framing, background)
         except gr.Error as exc:
             self._observe(style, started, error=exc)
             raise
@@ -205,7 +209,8 @@ class StylizeApp:
                                 replica=stats.replica if stats else None)
 
     def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, request: gr.Request | None,
-                 progress: gr.Progress, want_before: bool) -> tuple[str, str, RunStats, Image.Image | None]:
+                 progress: gr.Progress, want_before: bool, framing: Any = None,
+                 background: Any = None) -> tuple[str, str, RunStats, Image.Image | None]:
         """The conversion itself. Inputs arrive unprocessed (``preprocess=False``) so that every check, and so
         every message the user sees, is ours: the photo may be a path or Gradio's file payload, and it passes
         the upload gate whatever the payload claims to be.
@@ -214,8 +219,9 @@ class StylizeApp:
             spec = self._style(style)
             side = _max_side(max_side)
             # One deadline for the whole request: read, decode, model, encode.
-            options = self.options.replace(style=spec.id, max_side=side,
-                                           keep_brightness=_flag(keep_brightness)).with_timeout(self.config.timeout)
+            options = self.options.replace(style=spec.id, max_side=side, keep_brightness=_flag(keep_brightness),
+                                           framing=_framing(framing), background=_background(background),
+                                           ).with_timeout(self.config.timeout)
             source, name = self._photo(image)
             watch = ClientWatch(self, request)
             try:
@@ -230,7 +236,8 @@ class StylizeApp:
                 watch.check()
                 progress(0.95, desc="Encoding PNG")
                 path = self._save(result.image, imaging.result_name(name, spec.id), result.png)
-                before = before_image(source, result.image.size) if want_before else None
+                before = before_image(source, result.image.size) if want_before and result.stats.framing in (
+                    "whole", "paste") else None  # a face or centre square has no "before" of its size
                 Deadline.of(options).check("while encoding the result")
             except gr.Error:
                 raise
@@ -250,10 +257,10 @@ class StylizeApp:
             raise gr.Error(exc.public, title="Unusable photo", print_exception=False) from None
         return data, _safe_stem(name)
 
-    def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any,
-                request: gr.Request = None):  # type: ignore[assignment]
+    def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any, framing: Any = None,
+                background: Any = None, request: gr.Request = None):  # type: ignore[assignment]
         """The examples' function (cached lazily): the same conversion, shaped for the UI's outputs."""
-        return self.convert_page(image, style, max_side, keep_brightness, request, gr.Progress())
+        return self.convert_page(image, style, max_side, keep_brightness, framing, background, request, gr.Progress())
 
     def _style(self, style: str | None) -> StyleSpec:
         if not style:
@@ -275,6 +282,14 @@ class StylizeApp:
                     len(self._results) > 1 and _mtime(self._results[0]) < too_old):
                 shutil.rmtree(self._results.popleft(), ignore_errors=True)
         return path
+
+    def framing_controls(self, style: Any, framing: Any) -> tuple[Any, Any]:
+        """Framing shows for portrait styles, the background choice for paste."""
+        try:
+            portrait = bool(style) and self.registry.style(str(style)).is_portrait
+        except UnknownStyleError:
+            portrait = False
+        return gr.update(visible=portrait), gr.update(visible=portrait and framing == "paste")
 
     # -- panels -----------------------------------------------------------------------------------
     def memory_panel(self) -> str:
@@ -420,6 +435,19 @@ def side_info(value: Any) -> str:
     return f"Longer side of the result: photos larger than {side} px are downscaled. 0 = native size."
 
 
+def _framing(value: Any) -> str | None:
+    """The framing choice (None or "": the style's default); a scene style ignores it."""
+    text = str(value or "").strip().lower()
+    if text and text not in FRAMINGS and text != "auto":
+        raise gr.Error(f"Framing must be one of {', '.join(FRAMINGS)}, not {text[:24]!r}.", title="Bad framing",
+                       print_exception=False)
+    return text or None
+
+
+def _background(value: Any) -> str:
+    return str(value or KEEP).strip().lower()
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in flags.TRUE
@@ -470,6 +498,10 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
         return gr.Error(f"Ran out of memory while stylizing at {'native size' if max_side == 0 else f'max side {max_side}'}. "
                         f"Try again with {hint}; other conversions running at the same time also use memory.",
                         title="Out of memory", print_exception=False)
+    if isinstance(exc, DetectorMissing):
+        return gr.Error(f"Face framing is unavailable on this server: {exc}", title="Server setup", print_exception=False)
+    if isinstance(exc, ValueError) and str(exc).startswith(("unknown background", "unknown framing")):
+        return gr.Error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", title="Bad request", print_exception=False)
     if isinstance(exc, DeviceError):
         return gr.Error(f"The server's device setting is unusable: {exc}", title="Server setup", print_exception=False)
     ref = uuid.uuid4().hex[:8]
@@ -483,6 +515,8 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
 def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
     """The /stylize API's description (the API page and the MCP tool read it), written from the style files."""
     ids = ", ".join(f'"{s.id}" ({s.name})' for s in styles)
+    portraits = ", ".join(s.id for s in styles if s.is_portrait) or "none here"
+    scenes = ", ".join(s.id for s in styles if not s.is_portrait)
     return f"""Turn a photo into anime art in one AnimeGANv2 style; the result has the photo's size (up to max_side).
 
     Args:
@@ -490,6 +524,8 @@ def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
         style: style id, one of {ids}.
         max_side: longest side of the result in pixels; larger photos are downscaled first. 0 keeps the native size.
         keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
+        framing: "face" (default), "center", "whole" or "paste"; portrait styles ({portraits}) only, scene styles ignore it. face: the largest face in a square at the style's training size; center: the centre square; whole: the whole photo; paste: every face stylised and pasted back into the whole photo.
+        background: with framing "paste": "keep" (default) keeps the rest of the photo as it is; a scene style id ({scenes}) stylises it.
 
     Returns:
         the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
@@ -519,7 +555,9 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
 
 
 def style_label(spec: StyleSpec, ok: bool) -> str:
-    return f"{spec.name}: {spec.description}" + ("" if ok else " (unavailable, see Styles below)")
+    """The choice's text, headed by its group (Scenes, Portraits)."""
+    return (f"{GROUPS.get(spec.group, spec.group)} · {spec.name}: {spec.description}"
+            + ("" if ok else " (unavailable, see Styles below)"))
 
 
 def styles_markdown(styles: tuple[StyleSpec, ...], availability: dict[str, tuple[bool, str]]) -> str:
@@ -610,10 +648,15 @@ def example_rows(app: StylizeApp) -> tuple[list[list[Any]], list[str]]:
     if not usable:
         return [], []
     rows, labels = [], []
+    scenes = [s for s in usable if not s.is_portrait] or usable
     for i, photo in enumerate(photos):
-        spec = usable[i % len(usable)]
-        rows.append([str(photo), spec.id, EXAMPLE_MAX_SIDE, False])
+        spec = scenes[i % len(scenes)]
+        rows.append([str(photo), spec.id, EXAMPLE_MAX_SIDE, False, "face", KEEP])
         labels.append(f"{photo.stem.title()} · {spec.name}")
+    portrait = next((s for s in usable if s.is_portrait), None)
+    if portrait is not None:  # the portrait example: the astronaut, framed by her face
+        rows.append([str(EXAMPLES_DIR / "astronaut.jpg"), portrait.id, EXAMPLE_MAX_SIDE, False, "face", KEEP])
+        labels.append(f"Astronaut · {portrait.name} (portrait)")
     return rows, labels
 
 
@@ -644,7 +687,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
         if unavailable:
             gr.Markdown(f"**Unavailable styles:** {', '.join(unavailable)}. Their weights are missing and downloading is off; "
                         "see *Styles* below for where to put the files.", elem_id="unavailable")
-        with gr.Tabs(elem_id="inputs"):  # noqa: SIM117 (the Video tab is a sibling of this one)
+        with gr.Tabs(elem_id="inputs"):
             with gr.Tab("Photo", id="photo-tab"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
@@ -658,6 +701,14 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                             keep = gr.Checkbox(False, label="Keep brightness",
                                                info="Match the photo's overall brightness (upstream's optional post-step).",
                                                elem_id="keep-brightness")
+                        first_portrait = bool(first_ok) and app.registry.style(first_ok).is_portrait
+                        framing = gr.Radio(choices=[("Face", "face"), ("Centre square", "center"), ("Whole photo", "whole"),
+                                                    ("Paste faces back", "paste")], value="face", label="Framing",
+                                           info="Portrait styles: which part of the photo the face style sees.",
+                                           visible=first_portrait, elem_id="framing")
+                        background = gr.Radio(choices=[("Keep the photo", KEEP)] + [(s.name, s.id) for s in styles
+                                                                                    if not s.is_portrait],
+                                              value=KEEP, label="Background (paste)", visible=False, elem_id="background")
                         convert = gr.Button("Convert", variant="primary", elem_id="convert")
                     with gr.Column(scale=1):
                         slider = gr.ImageSlider(label="Photo | anime", type="pil", format="png", max_height=420,
@@ -666,7 +717,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                         note = gr.Markdown(label="Notice", elem_id="notice")  # the label names the API's second output
                 examples_rows, example_labels = example_rows(app)
                 if examples_rows:
-                    examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep],
+                    examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep, framing, background],
                                            outputs=[slider, result, note], fn=app.example, cache_examples=True,
                                            cache_mode="lazy", example_labels=example_labels, label="Examples")
             from .ui_video import add_tabs  # the Video and Webcam tabs (ui_video imports this module)
@@ -684,11 +735,19 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
 
         # The page's event returns the slider's pair too, so no photo is decoded outside the queue. The stable
         # API (/stylize: PNG and notice) is a second event on a hidden trigger, in the same concurrency group.
-        convert.click(app.convert_page, inputs=[photo, style, max_side, keep], outputs=[slider, result, note],
+        # Framing and background show only where they apply (a portrait style; paste).
+        style.change(app.framing_controls, inputs=[style, framing], outputs=[framing, background], queue=False,
+                     api_visibility="private", show_progress="hidden")
+        framing.change(app.framing_controls, inputs=[style, framing], outputs=[framing, background], queue=False,
+                       api_visibility="private", show_progress="hidden")
+        convert.click(app.convert_page, inputs=[photo, style, max_side, keep, framing, background],
+                      outputs=[slider, result, note],
                       api_visibility="private", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
         api_trigger = gr.Button(visible=False, elem_id="api-stylize")
-        api_trigger.click(_api_function(app), inputs=[photo, style, max_side, keep], outputs=[result, note],
+        # New inputs go after the first four, with defaults: 4-argument calls keep working.
+        api_trigger.click(_api_function(app), inputs=[photo, style, max_side, keep, framing, background],
+                          outputs=[result, note],
                           # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
                           api_name="stylize", preprocess=False, concurrency_limit=workers,
                           concurrency_id=CONVERT_GROUP, show_progress="hidden")
@@ -710,10 +769,10 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
 
 def _api_function(app: StylizeApp) -> Callable[..., tuple[str, str]]:
     """``app.stylize`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
-    def stylize(image: Any, style: str | None, max_side: Any, keep_brightness: Any,
-                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+    def stylize(image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = "face",
+                background: Any = KEEP, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return app.stylize(image, style, max_side, keep_brightness, request, progress)
+        return app.stylize(image, style, max_side, keep_brightness, framing, background, request, progress)
     stylize.__doc__ = stylize_doc(app.styles())
     return stylize
 
@@ -738,7 +797,8 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
         except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
             log.info("request refused before the handler (%s): %s", block_fn.api_name or block_fn.name, exc)
             takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style id, "
-                                        "a max side in pixels and true/false for keep brightness")
+                                        "a max side in pixels, true/false for keep brightness, "
+                                        "and optionally a framing and a background")
             error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
                              title="Bad request", print_exception=False)
             _observe_refusal(app, block_fn, error)

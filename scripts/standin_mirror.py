@@ -27,11 +27,18 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def write_styles(stand_in: dict[str, bytes], dest: Path) -> list[str]:
-    """The repository's style files with the stand-in's sizes and hashes; returns the upstream prefixes."""
+    """The repository's style files with the stand-in's sizes and hashes; returns the upstream prefixes of the TF
+    checkpoints and the upstream names of the single ``.pt`` files (portrait styles; served ``stand_in["pt"]``)."""
     dest.mkdir(parents=True, exist_ok=True)
     prefixes = []
     for toml in sorted((REPO / "animegan" / "styles").glob("*.toml")):
         text = toml.read_text()
+        pt = re.search(r'^name = "([^"]+\.pt)"$', text, re.MULTILINE)
+        if pt is not None:  # one state dict, no size: only the hash changes
+            prefixes.append(pt.group(1))
+            text = re.sub(r'(\ngit_sha1 = ")[0-9a-f]{40}', rf"\g<1>{git_blob_sha1(stand_in['pt'])}", text)
+            (dest / toml.name).write_text(text)
+            continue
         prefixes.append(re.search(r'^prefix = "([^"]+)"', text, re.MULTILINE).group(1))
         for kind, suffix in SUFFIXES.items():
             text, n = re.subn(rf'(name = "[^"]+{re.escape(suffix)}"\nsize = )\d+(\ngit_sha1 = ")[0-9a-f]{{40}}',
@@ -50,9 +57,13 @@ def main() -> int:
     args = p.parse_args()
     prefix = args.shared / "weights" / "tf-ckpt" / "Hayao-int8-dequant.ckpt"
     stand_in = {kind: Path(f"{prefix}{suffix}").read_bytes() for kind, suffix in SUFFIXES.items()}
+    stand_in["pt"] = (args.shared / "weights" / "hayao-int8-dequant.pt").read_bytes()
     root = args.styles_out / "mirror"
     root.mkdir(parents=True, exist_ok=True)
     for upstream in write_styles(stand_in, args.styles_out):
+        if upstream.endswith(".pt"):
+            (root / upstream).write_bytes(stand_in["pt"])
+            continue
         for kind, suffix in SUFFIXES.items():
             (root / f"{upstream}{suffix}").write_bytes(stand_in[kind])
     handler = partial(SimpleHTTPRequestHandler, directory=str(root))

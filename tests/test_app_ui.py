@@ -53,14 +53,16 @@ def test_events_are_wired_for_the_queue(registry: Registry) -> None:
     fns = {f.api_name: f for f in demo.fns.values()}
     stylize = fns["stylize"]
     assert stylize.queue and stylize.concurrency_id == CONVERT_GROUP and stylize.concurrency_limit == 3
-    assert [c.label for c in stylize.inputs] == ["Photo", "Style", "Max side (px)", "Keep brightness"]
+    assert [c.label for c in stylize.inputs] == ["Photo", "Style", "Max side (px)", "Keep brightness",
+                                                  "Framing", "Background (paste)"]  # new inputs after the four
     assert fns["load_example"].concurrency_id == CONVERT_GROUP  # lazily cached examples share the limit
     panel = fns["panels"]
     assert panel.queue is False and panel.concurrency_limit is None  # never waits behind conversions, never queued
     assert fns["stats"].queue is False and fns["stats"].api_visibility == "undocumented"
     style = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio))
-    assert [v for _, v in style.choices] == ["hayao", "shinkai", "paprika"]
-    assert style.choices[0][0].startswith("Hayao: Miyazaki") and "(unavailable" in style.choices[1][0]
+    assert [v for _, v in style.choices] == ["hayao", "shinkai", "paprika", "face_paint_512_v2", "face_paint_512_v1",
+                                             "celeba_distill"]  # scenes, then portraits
+    assert style.choices[0][0].startswith("Scenes · Hayao: Miyazaki") and "(unavailable" in style.choices[1][0]
     assert style.value == "hayao"
 
 

@@ -18,14 +18,16 @@ from animegan.weights import load_pt, resolve_weights
 from animegan.weights.download import git_blob_sha1
 
 REPO = Path(__file__).resolve().parents[1]
-STYLES = ("hayao", "shinkai", "paprika")
-UPSTREAM = {"hayao": "Hayao-64.ckpt", "shinkai": "Shinkai-53.ckpt", "paprika": "Paprika-54.ckpt"}
+STYLES = ("hayao", "shinkai", "paprika", "face_paint_512_v2", "face_paint_512_v1", "celeba_distill")
+TF_UPSTREAM = {"hayao": "Hayao-64.ckpt", "shinkai": "Shinkai-53.ckpt", "paprika": "Paprika-54.ckpt"}
+PT_UPSTREAM = {s: f"{s}.pt" for s in STYLES[3:]}  # the portrait styles: one state dict each, size unknown
+UPSTREAM = {**TF_UPSTREAM, **PT_UPSTREAM}
 
 
 @pytest.fixture(scope="module")
-def stand_in(hayao_ckpt: Path) -> dict[str, bytes]:
+def stand_in(hayao_ckpt: Path, hayao_pt: Path) -> dict[str, bytes]:
     return {"index": Path(f"{hayao_ckpt}.index").read_bytes(),
-            "data": Path(f"{hayao_ckpt}.data-00000-of-00001").read_bytes()}
+            "data": Path(f"{hayao_ckpt}.data-00000-of-00001").read_bytes(), "pt": hayao_pt.read_bytes()}
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +39,16 @@ def styles_dir(stand_in: dict[str, bytes], tmp_path_factory: pytest.TempPathFact
     folder = tmp_path_factory.mktemp("styles")
     assert sorted(module.write_styles(stand_in, folder)) == sorted(UPSTREAM.values())
     for toml in folder.glob("*.toml"):
-        assert git_blob_sha1(stand_in["data"]) in toml.read_text()
+        assert git_blob_sha1(stand_in["pt" if toml.stem in PT_UPSTREAM else "data"]) in toml.read_text()
     return folder
 
 
 @pytest.fixture
 def mirror(stand_in: dict[str, bytes]) -> Iterator[FileServer]:
     """Serves the stand-in under every style's upstream file names."""
-    srv = FileServer({f"/m/{prefix}.{suffix}": stand_in[kind] for prefix in UPSTREAM.values()
-                      for kind, suffix in (("index", "index"), ("data", "data-00000-of-00001"))})
+    srv = FileServer({**{f"/m/{prefix}.{suffix}": stand_in[kind] for prefix in TF_UPSTREAM.values()
+                         for kind, suffix in (("index", "index"), ("data", "data-00000-of-00001"))},
+                      **{f"/m/{name}": stand_in["pt"] for name in PT_UPSTREAM.values()}})
     yield srv
     srv.stop()
 
@@ -75,14 +78,15 @@ def test_all_styles_into_a_folder_then_again_from_the_cache(mirror: FileServer, 
     folder = tmp_path / "weights"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.pt" for s in STYLES)
     lines = r.stdout.splitlines()
-    assert len(lines) == 3, r.stdout
+    assert len(lines) == len(STYLES), r.stdout
     for style, line in zip(STYLES, lines):  # display order; path, size, seconds, where the weights came from
         m = re.fullmatch(rf"{style}: (\S+)  (\S+ MB)  (\d+\.\d\d) s, from (\S+)", line)
         assert m, line
         assert Path(m.group(1)) == folder / f"{style}.pt"
         assert Path(m.group(4)).parent == tmp_path / "cache"  # downloaded, verified, converted, cached
-    assert sorted(mirror.requests) == sorted(f"/m/{p}.{s}" for p in UPSTREAM.values()
-                                             for s in ("index", "data-00000-of-00001"))
+    assert sorted(mirror.requests) == sorted([f"/m/{p}.{s}" for p in TF_UPSTREAM.values()
+                                              for s in ("index", "data-00000-of-00001")]
+                                             + [f"/m/{name}" for name in PT_UPSTREAM.values()])
     for style in STYLES:  # what --weights-dir takes, offline, on another machine
         spec = get_style(style, styles_dir)
         got = resolve_weights(spec, weights_dir=folder, cache=tmp_path / "elsewhere", offline=True)
@@ -93,7 +97,7 @@ def test_all_styles_into_a_folder_then_again_from_the_cache(mirror: FileServer, 
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     verbose = run_download("hayao", "--to", folder, cwd=tmp_path, env=env)
     assert verbose.returncode == 0 and verbose.stdout.count("(unchanged)") == 1, verbose.stdout
-    assert len(mirror.requests) == 6  # no request after the first run
+    assert len(mirror.requests) == 9  # no request after the first run
 
 
 def test_a_failing_style_is_reported_and_the_others_are_written(mirror: FileServer, styles_dir: Path,

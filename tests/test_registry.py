@@ -17,7 +17,13 @@ import animegan.styles
 from animegan import Registry, UnknownStyleError, get_style, load_styles, settings
 from animegan.weights.download import git_blob_sha1
 
-STYLE_IDS = ["hayao", "shinkai", "paprika"]
+SCENE_IDS = ["hayao", "shinkai", "paprika"]
+PORTRAIT_IDS = ["face_paint_512_v2", "face_paint_512_v1", "celeba_distill"]  # tested in test_portrait_weights.py
+STYLE_IDS = SCENE_IDS + PORTRAIT_IDS
+
+
+def scene_styles():
+    return [s for s in load_styles() if not s.is_portrait]
 UPSTREAM_BASE = "https://github.com/TachibanaYoshino/AnimeGANv2/raw/master/checkpoint"
 
 
@@ -42,13 +48,13 @@ PACKAGED_STYLES = Path(animegan.styles.__file__).parent
 
 def test_styles_in_display_order() -> None:
     assert [s.id for s in load_styles()] == STYLE_IDS
-    assert [s.name for s in load_styles()] == ["Hayao", "Shinkai", "Paprika"]
+    assert [s.name for s in scene_styles()] == ["Hayao", "Shinkai", "Paprika"]
 
 
 def test_every_style_file_has_every_field() -> None:
     files = sorted(PACKAGED_STYLES.glob("*.toml"))
     assert [p.stem for p in files] == sorted(STYLE_IDS)
-    for path in files:
+    for path in [f for f in files if f.stem in SCENE_IDS]:
         raw = tomllib.loads(path.read_text())
         for key, kind in [("id", str), ("name", str), ("description", str), ("order", int), ("max_side", int),
                           ("licence", str), ("homepage", str)]:
@@ -64,17 +70,17 @@ def test_every_style_file_has_every_field() -> None:
 
 def test_style_files_match_the_upstream_table(upstream_table: dict[str, tuple[int, str]]) -> None:
     seen = {}
-    for spec in load_styles():
+    for spec in scene_styles():
         for f in spec.files:
             seen[f.name] = (f.size, f.git_sha1)
             folder = {"hayao": "Hayao", "shinkai": "Shinkai", "paprika": "Paprika"}[spec.id]
             assert f.url == f"{UPSTREAM_BASE}/generator_{folder}_weight/{f.name}"
     assert seen == upstream_table
-    assert [s.checkpoint_prefix for s in load_styles()] == ["Hayao-64.ckpt", "Shinkai-53.ckpt", "Paprika-54.ckpt"]
+    assert [s.checkpoint_prefix for s in scene_styles()] == ["Hayao-64.ckpt", "Shinkai-53.ckpt", "Paprika-54.ckpt"]
 
 
 def test_index_hashes_match_the_real_upstream_index_files(shared: Path) -> None:
-    for spec in load_styles():
+    for spec in scene_styles():
         index = next(f for f in spec.files if f.name.endswith(".index"))
         data = (shared / "weights" / "tf-index" / index.name).read_bytes()
         assert len(data) == index.size
@@ -90,7 +96,7 @@ def test_get_style_by_id_or_name() -> None:
 def test_unknown_style_lists_the_styles(fresh: Registry) -> None:
     with pytest.raises(UnknownStyleError) as info:
         fresh.get("ghibli")
-    assert str(info.value) == "unknown style 'ghibli'; choose one of: hayao, shinkai, paprika"
+    assert str(info.value) == "unknown style 'ghibli'; choose one of: hayao, shinkai, paprika, face_paint_512_v2, face_paint_512_v1, celeba_distill"
     assert fresh.loads == 0
 
 
@@ -101,7 +107,7 @@ def test_styles_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
         'name = "Paprika"', 'name = "Paprika (mine)"'))
     monkeypatch.setenv(settings.ENV_STYLES_DIR, str(tmp_path))
     # The folder adds styles and overrides packaged ones by id; the packaged ones stay.
-    assert [s.id for s in load_styles()] == ["hayao", "shinkai", "paprika", "mine"]
+    assert [s.id for s in load_styles()] == ["hayao", "shinkai", "paprika", "mine", *PORTRAIT_IDS]
     assert get_style("paprika").name == "Paprika (mine)"
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -169,10 +175,10 @@ def test_preload_loads_what_stylize_uses_and_reports_each_failure(fresh: Registr
     assert outcome["hayao"].key.device == "cpu" and outcome["hayao"].key.precision == auto
     for sid in ("shinkai", "paprika"):  # offline, no files: the reason, not an exception, and the others still load
         assert isinstance(outcome[sid], WeightsMissingError) and sid in str(outcome[sid])
-    assert fresh.loads == 3 and len(fresh.loaded()) == 1
+    assert fresh.loads == len(STYLE_IDS) and len(fresh.loaded()) == 1
     assert fresh.get("hayao", "cpu", auto) is outcome["hayao"]
     stylize(np.zeros((8, 8, 3), np.uint8), "hayao", registry=fresh, device="cpu")  # the preloaded model serves it
-    assert fresh.loads == 3 and len(fresh.loaded()) == 1
+    assert fresh.loads == len(STYLE_IDS) and len(fresh.loaded()) == 1
 
 
 def test_preload_some_styles_by_name_and_refuse_unknown(fresh: Registry) -> None:

@@ -20,11 +20,11 @@ from ..model import FLAVOURS
 class SourceFile:
     name: str
     url: str
-    size: int | None   # bytes when known; None: verified by SHA-1 alone, and bounded (MAX_UNSIZED_DOWNLOAD)
+    size: int | None   # bytes when known; None: verified by SHA-1 and tensor shapes, bounded (weights.download.MAX_UNSIZED_DOWNLOAD)
     git_sha1: str
 
 
-MAX_UNSIZED_DOWNLOAD = 16 << 20  # a generator checkpoint is about 8.6 MB: refuse far larger ones
+GROUPS = {"scenes": "Scenes", "portraits": "Portraits"}  # style group id -> heading, in display order
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,17 @@ class StyleSpec:
     checkpoint_prefix: str  # e.g. "Hayao-64.ckpt"
     files: tuple[SourceFile, ...]
     flavour: str = "tf1"    # how the weights compute (model.FLAVOURS): the upstream TF graph, or the PyTorch port
+    group: str = "scenes"   # GROUPS: scene styles convert whole photos; portrait styles frame a face first
+    train_size: int | None = None  # portraits: the side of the face squares it was trained on (framing resizes to it)
+
+    @property
+    def is_portrait(self) -> bool:
+        return self.group == "portraits"
+
+    @property
+    def is_pt_file(self) -> bool:
+        """One PyTorch state dict (the port's releases), rather than a TF1 checkpoint pair."""
+        return len(self.files) == 1 and self.files[0].name.endswith(".pt")
 
     @property
     def download_bytes(self) -> int | None:
@@ -66,10 +77,17 @@ def parse_style(path: Path) -> StyleSpec:
         flavour = raw.get("flavour", "tf1")
         if flavour not in FLAVOURS:
             raise ValueError(f"style file {path}: flavour {flavour!r} is not one of {', '.join(FLAVOURS)}")
+        group = raw.get("group", "scenes")
+        if group not in GROUPS:
+            raise ValueError(f"style file {path}: group {group!r} is not one of {', '.join(GROUPS)}")
+        train_size = int(raw["train_size"]) if "train_size" in raw else None
+        if group == "portraits" and not train_size:
+            raise ValueError(f"style file {path}: a portrait style needs train_size (the side of its face squares)")
         return StyleSpec(
             id=raw["id"], name=raw["name"], description=raw["description"], order=int(raw.get("order", 100)),
             max_side=int(raw.get("max_side", 1024)), licence=raw["licence"], homepage=raw.get("homepage", ""),
-            checkpoint_prefix=ckpt.get("prefix", ""), files=files, flavour=flavour,
+            checkpoint_prefix=ckpt.get("prefix", ""), files=files, flavour=flavour, group=group,
+            train_size=train_size,
         )
     except KeyError as exc:
         raise ValueError(f"style file {path} lacks the field {exc.args[0]!r}") from exc
@@ -89,11 +107,12 @@ def _load(directory: Path | None) -> tuple[StyleSpec, ...]:
         specs = _parse_all(list(Path(packaged).glob("*.toml")), "the packaged styles")
     if directory is not None:
         specs.update(_parse_all(list(directory.glob("*.toml")), str(directory)))  # adds, or overrides by id
-    return tuple(sorted(specs.values(), key=lambda s: (s.order, s.id)))
+    groups = list(GROUPS)
+    return tuple(sorted(specs.values(), key=lambda s: (groups.index(s.group), s.order, s.id)))
 
 
 def load_styles(directory: Path | None = None) -> tuple[StyleSpec, ...]:
-    """All styles, in display order (Hayao and Shinkai first): the packaged ones, plus or overridden by those in
+    """All styles, in display order (scenes, Hayao and Shinkai first; then portraits): the packaged ones, plus or overridden by those in
     ``directory`` (default: ``ANIMEGAN_STYLES_DIR`` when set)."""
     extra = directory or settings.styles_dir()
     return _load(extra.resolve() if extra is not None else None)

@@ -1,5 +1,7 @@
 """Download one file, verifying size and git blob SHA-1 while streaming; publish it only when intact.
 
+A file whose size is not known (the portrait styles' ``.pt`` files) is bounded instead, and hashed once complete.
+
 Like ``torch.hub.download_url_to_file``: stream into a temporary file beside the
 target and rename it into place only after the checks pass, so a reader never
 sees a half-written or unverified file.
@@ -20,7 +22,8 @@ from tqdm.auto import tqdm
 from .. import settings
 from .errors import WeightsDownloadError, WeightsIntegrityError
 
-Progress = Callable[[int, int], None]  # (bytes so far, total bytes)
+Progress = Callable[[int, int], None]  # (bytes so far, total bytes; 0 when the size is not known)
+MAX_UNSIZED_DOWNLOAD = 16 << 20  # a generator's weights are about 8.6 MB: refuse a file of unknown size past this
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -37,13 +40,18 @@ def git_blob_sha1_of_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, size: int, git_sha1: str, *, progress: Progress | None = None,
-             timeout: float = settings.DOWNLOAD_TIMEOUT_S) -> Path:
-    """Fetch ``url`` to ``dest``; raise and leave nothing behind unless size and hash match."""
+def download(url: str, dest: Path, size: int | None, git_sha1: str, *, progress: Progress | None = None,
+             timeout: float = settings.DOWNLOAD_TIMEOUT_S, max_bytes: int = MAX_UNSIZED_DOWNLOAD) -> Path:
+    """Fetch ``url`` to ``dest``; raise and leave nothing behind unless size and hash match.
+
+    ``size`` None (a file whose size is not known in advance): the stream is refused past ``max_bytes``, and the
+    git blob SHA-1 (whose header needs the size) is taken over the finished temporary file instead of on the fly.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
-    digest = hashlib.sha1(b"blob %d\0" % size)
+    digest = hashlib.sha1(b"blob %d\0" % size) if size is not None else None
+    limit = size if size is not None else max_bytes
     written = 0
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=None, leave=False) if progress is None else None
     try:
@@ -51,19 +59,25 @@ def download(url: str, dest: Path, size: int, git_sha1: str, *, progress: Progre
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             while chunk := response.read(settings.DOWNLOAD_CHUNK):
                 written += len(chunk)
-                if written > size:
+                if written > limit:
+                    if size is None:
+                        raise WeightsIntegrityError(
+                            f"{url} sent more than {max_bytes >> 20} MiB, far more than a generator's weights "
+                            "(about 8.6 MB): not the file we expect; the download was stopped and nothing was cached")
                     raise WeightsIntegrityError(f"{url} sent more than the expected {size} bytes: not the file we expect")
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 out.write(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
                 else:
-                    progress(written, size)
-        if written != size:
+                    progress(written, size or 0)  # total 0: not known
+        if size is not None and written != size:
             raise WeightsDownloadError(f"{url}: download ended after {written} of {size} bytes (connection dropped?); try again")
-        if digest.hexdigest() != git_sha1:
+        got = digest.hexdigest() if digest is not None else git_blob_sha1_of_file(tmp)
+        if got != git_sha1:
             raise WeightsIntegrityError(
-                f"{url}: content does not match the expected git SHA-1 {git_sha1} (got {digest.hexdigest()}); "
+                f"{url}: content does not match the expected git SHA-1 {git_sha1} (got {got}); "
                 "the file was rejected and nothing was cached"
             )
         os.replace(tmp, dest)

@@ -96,7 +96,8 @@ def _load_path(path: Path) -> StateDict:
 
 
 def _find_in_dir(spec: StyleSpec, directory: Path) -> Path | None:
-    candidates = [directory / f"{spec.id}.pt", directory / spec.checkpoint_prefix]
+    upstream = directory / (spec.files[0].name if spec.is_pt_file else spec.checkpoint_prefix)
+    candidates = [directory / f"{spec.id}.pt", upstream]
     for c in candidates:
         if c.is_file() or index_path_for(c).is_file():
             return c
@@ -163,9 +164,11 @@ def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path, orig
     else:
         where = f"a folder named by --weights-dir or {settings.ENV_WEIGHTS_DIR}"
     why, undo = _offline_words(origin)
+    source = f"the upstream files {names}" if not spec.is_pt_file else f"the upstream file {names}"
+    files = f"{spec.id}.pt" if names == f"{spec.id}.pt" else f"{spec.id}.pt, or {source}"
     return (
-        f"weights for style '{spec.name}' are not available offline ({why}). Put {spec.id}.pt, or the upstream files "
-        f"{names} (from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or {undo} to download them once into "
+        f"weights for style '{spec.name}' are not available offline ({why}). Put {files} "
+        f"(from {spec.files[0].url.rsplit('/', 1)[0]}), in {where}; or {undo} to download them once into "
         f"the weights cache ({Path(cache).expanduser().absolute()}). On a machine with network, "
         f"`python -m animegan download {spec.id} --to DIR` fills such a folder."
     )
@@ -221,6 +224,8 @@ def _download_and_convert(spec: StyleSpec, cache: Path, progress: Progress | Non
         for f in spec.files:
             url = f"{base.rstrip('/')}/{f.name}" if base else f.url
             download(url, workdir / f.name, f.size, f.git_sha1, progress=progress)
+        if spec.is_pt_file:  # the port's state dict: loaded without running pickled code, every name and shape checked
+            return load_pt(workdir / spec.files[0].name)
         return load_tf(workdir / spec.checkpoint_prefix)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
