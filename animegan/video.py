@@ -565,6 +565,9 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     """
     start = time.perf_counter()
     options = _options_of(options, keywords)
+    if options.framing not in (None, "auto", "whole"):
+        # Portrait styles run on whole frames: a face box that moves from frame to frame would shake the picture.
+        raise VideoError(f"videos run with framing 'whole' (the whole frame, any style), not {options.framing!r}")
     registry = registry or default_registry()
     source = str(source)
     dest = Path(dest)
