@@ -176,6 +176,22 @@ class LocalConverter:
         return []
 
 
+def options_from(options: RunOptions | None, settings: dict[str, Any]) -> RunOptions:
+    """A library call's one ``options``, or its keyword settings as options (``deadline``: seconds from now or a
+    :class:`Deadline`); never both, so no setting is silently dropped."""
+    if options is None:
+        settings = dict(settings)
+        deadline = settings.pop("deadline", None)
+        options = RunOptions(**settings)
+        if isinstance(deadline, Deadline):
+            options = options.replace(deadline=deadline.at, timeout_s=deadline.limit_s)
+        elif deadline is not None:
+            options = options.with_timeout(deadline)
+    elif settings:
+        raise TypeError(f"pass either options or keyword settings, not both ({', '.join(settings)})")
+    return options
+
+
 def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, registry: Registry | None = None,
             options: RunOptions | None = None, progress: Progress | None = None,
             on_tile: TileProgress | None = None, cache: ResultCache | None = None, **settings: Any) -> StylizeResult:
@@ -194,14 +210,8 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     running the model (``stats.cached``), a miss stores this run's PNG.
     """
     if options is None:
-        deadline = settings.pop("deadline", None)
-        options = RunOptions(style=style.id if isinstance(style, StyleSpec) else style, **settings)
-        if isinstance(deadline, Deadline):
-            options = options.replace(deadline=deadline.at, timeout_s=deadline.limit_s)
-        elif deadline is not None:
-            options = options.with_timeout(deadline)
-    elif settings:
-        raise TypeError(f"pass either options or keyword settings, not both ({', '.join(settings)})")
+        settings["style"] = style.id if isinstance(style, StyleSpec) else style
+    options = options_from(options, settings)
     return convert(image, options, registry=registry, on_tile=on_tile, progress=progress, cache=cache,
                    spec=style if isinstance(style, StyleSpec) else None)
 

@@ -38,7 +38,7 @@ from PIL import Image
 
 from . import imaging, inference, memory
 from . import precision as precision_mod
-from .engine import ConversionTimeout, Deadline, OutOfMemory
+from .engine import ConversionTimeout, Deadline, OutOfMemory, options_from
 from .memory import RunPlan, resolve_device
 from .model import NormStats
 from .options import Notice, RunOptions
@@ -530,19 +530,6 @@ class _Writer:
             self.container.close()
 
 
-def _options_of(options: RunOptions | None, keywords: dict[str, Any]) -> RunOptions:
-    if options is None:
-        deadline = keywords.pop("deadline", None)
-        options = RunOptions(**keywords)
-        if isinstance(deadline, Deadline):
-            options = options.replace(deadline=deadline.at, timeout_s=deadline.limit_s)
-        elif deadline is not None:
-            options = options.with_timeout(deadline)
-    elif keywords:
-        raise TypeError(f"pass either options or keyword settings, not both ({', '.join(keywords)})")
-    return options
-
-
 def result_path(dest_dir: str | os.PathLike, stem: str, style: str) -> Path:
     """``<stem>_<style>.mp4`` in ``dest_dir`` (the photo naming rule, with the video's extension)."""
     return Path(dest_dir) / imaging.result_name(stem, style, ext="mp4")
@@ -564,7 +551,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     beside it and renamed at the end. Raises VideoError for unusable input.
     """
     start = time.perf_counter()
-    options = _options_of(options, keywords)
+    options = options_from(options, keywords)
     if options.framing not in (None, "auto", "whole"):
         # Portrait styles run on whole frames: a face box that moves from frame to frame would shake the picture.
         raise VideoError(f"videos run with framing 'whole' (the whole frame, any style), not {options.framing!r}")
