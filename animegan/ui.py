@@ -682,8 +682,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                    delete_cache=cache_cleanup(config.temp_max_age)) as demo:
         demo.animegan = app  # tests and app.py reach the shared state through the demo
         app.demo = demo
-        gr.Markdown("# AnimeGANv2: photos to anime art\nUpload a photo, choose a style, press **Convert**. "
-                    "Drag the slider over the result to compare it with your photo.", elem_id="title")
+        gr.Markdown("# AnimeGANv2: photos to anime art\nUpload a photo, choose a style, press **Convert**, then drag "
+                    "the slider over the result to compare it with your photo. The **Video** tab converts clips "
+                    "with their sound; the **Webcam mirror** runs live.", elem_id="title")
         if unavailable:
             gr.Markdown(f"**Unavailable styles:** {', '.join(unavailable)}. Their weights are missing and downloading is off; "
                         "see *Styles* below for where to put the files.", elem_id="unavailable")
