@@ -2,9 +2,11 @@
 
     python scripts/screenshots.py --weights hayao=PATH/hayao.pt          # both pictures, into docs/
     python scripts/screenshots.py --only first-run --out /tmp/shots      # no weights needed
+    python scripts/screenshots.py --only video --clip CLIP.mp4 --weights hayao=PATH/hayao.pt
 
 * ``screenshot.png``: a conversion of the astronaut example photo (the first style given with ``--weights``, or
   with weights already in the cache), with the slider, the PNG download and the memory panel.
+* ``video_tab.png`` (with ``--clip PATH``): the Video tab after converting that clip at max side 128.
 * ``first-run.png``: what a new user meets with no weights and no network: every style as it really is, then
   a Convert whose download fails, the error still readable on the page ``--wait`` seconds later.
 
@@ -29,7 +31,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 VIEWPORT = {"width": 1280, "height": 900}
 # A port nothing listens on: downloads are allowed but fail at once, as on a machine without network.
 UNREACHABLE_MIRROR = "http://127.0.0.1:9/"
-SHOTS = ("conversion", "first-run")
+SHOTS = ("conversion", "first-run", "video")
 
 
 def _launcher():
@@ -71,6 +73,33 @@ def conversion(browser, out: Path, weights: list[str], tmp: Path) -> Path:
     return path
 
 
+def video_tab(browser, out: Path, weights: list[str], clip: Path, tmp: Path) -> Path:
+    """The Video tab after converting ``clip`` at max side 128, paused at 1 s."""
+    from playwright.sync_api import expect
+
+    args = [a for w in weights for a in ("--weights", w)]
+    with _app(tmp / "video", args, {"ANIMEGAN_OFFLINE": "1"}) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(url)
+        expect(page.locator("#convert")).to_be_visible(timeout=60_000)
+        page.get_by_role("tab", name="Video", exact=True).click()
+        page.locator("#video input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#video video")).to_have_count(1, timeout=30_000)
+        side = page.locator("#video-max-side input[type=number]")
+        side.fill("128")
+        side.press("Enter")
+        page.locator("#convert-video").click()
+        expect(page.locator("#video-notice")).to_contain_text("frames at", timeout=300_000)
+        page.wait_for_function("() => document.querySelector('#video-result video').readyState >= 2", timeout=30_000)
+        page.locator("#video-result video").evaluate("v => { v.pause(); v.currentTime = 1.0; }")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(500)
+        path = out / "video_tab.png"
+        page.screenshot(path=str(path), full_page=True)
+        page.close()
+    return path
+
+
 def first_run(browser, out: Path, wait_s: float, tmp: Path) -> Path:
     """The first page with no weights and no network, after a Convert whose download failed ``wait_s`` ago."""
     from playwright.sync_api import expect
@@ -100,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=SHOTS, action="append", help="take only this picture (repeatable)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds between the failed download and the "
                    "first-run picture (default 30: the error must outlast any toast)")
+    p.add_argument("--clip", type=Path, help="a short video for the Video tab picture (skipped without it)")
     p.add_argument("--chromium", default=os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
     args = p.parse_args(argv)
     if not Path(args.chromium).exists():
@@ -115,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(first_run(browser, args.out, args.wait, Path(tmp)))
             if "conversion" in wanted:
                 print(conversion(browser, args.out, args.weights, Path(tmp)))
+            if "video" in wanted and args.clip:
+                print(video_tab(browser, args.out, args.weights, args.clip, Path(tmp)))
         finally:
             browser.close()
     return 0

@@ -3,25 +3,22 @@
 Video: upload the shared clip, convert, and a playable video with sound appears (the page's <video> element has
 loaded the clip's duration; the file it plays has an audio stream). Webcam: chromium's fake camera streams into the
 mirror, which answers with stylised frames and the achieved fps. The Video tab's screenshot goes to the test's tmp
-folder, and to docs/video_tab.png when that file is missing or ANIMEGAN_UPDATE_SCREENSHOT=1.
+folder (docs/video_tab.png is retaken with ``scripts/screenshots.py --only video --clip CLIP``).
 """
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import REPO, running_app, scrape, stats
+from harness import running_app, scrape, stats
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 av = pytest.importorskip("av")
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = REPO / "docs" / "video_tab.png"
 # A synthetic camera (a moving test pattern) that needs no permission prompt.
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
@@ -82,11 +79,7 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
     video.evaluate("v => { v.pause(); v.currentTime = 1.0; }")
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
-    shot = tmp_path / "video_tab.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if not SCREENSHOT.exists() or os.environ.get("ANIMEGAN_UPDATE_SCREENSHOT") == "1":
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+    page.screenshot(path=str(tmp_path / "video_tab.png"), full_page=True)
     page.close()
 
 
