@@ -535,13 +535,13 @@ def result_path(dest_dir: str | os.PathLike, stem: str, style: str) -> Path:
     return Path(dest_dir) / imaging.result_name(stem, style, ext="mp4")
 
 
-def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions | None = None, *,
+def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions | str | None = None, *,
                   temporal: bool = True, limits: VideoLimits | None = None, registry: Registry | None = None,
                   on_frame: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None,
                   momentum: float = DEFAULT_MOMENTUM, **keywords: Any) -> VideoStats:
     """Stylise a video file into an MP4 at ``dest``, with its sound; returns what happened.
 
-    Settings: one ``options`` or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
+    Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
     ``max_side`` (None: 720, 0: native), ``device``, ``precision``, ``memory_budget``, ``tile``,
     ``keep_brightness``, ``deadline`` in seconds). ``limits`` are checked from the header before any work
     (None: :class:`VideoLimits` defaults). ``temporal``: smooth the layer statistics across frames.
@@ -551,6 +551,8 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     beside it and renamed at the end. Raises VideoError for unusable input.
     """
     start = time.perf_counter()
+    if isinstance(options, str):  # stylize_video(src, dest, "hayao", ...) like stylize(photo, "hayao", ...)
+        options, keywords = None, {**keywords, "style": options}
     options = options_from(options, keywords)
     if options.framing not in (None, "auto", "whole"):
         # Portrait styles run on whole frames: a face box that moves from frame to frame would shake the picture.

@@ -210,11 +210,17 @@ def test_audio_only(tmp_path, small):
     assert leftovers(tmp_path) == []
 
 
-def test_one_frame_video(photos, small, tmp_path):
+def test_one_frame_video(photos, small, registry, tmp_path):
     src = write_clip(tmp_path / "one.mp4", [scene(photos["railway_crossing"], 96, 64)])
     stats = small(src)
     frames, _ = decoded(tmp_path / "out.mp4")
     assert stats.frames == len(frames) == 1 and frames[0].shape == (64, 96, 3)
+    # The style may be the third argument, as in stylize(photo, "hayao"); a framing videos cannot take is refused.
+    again = video.stylize_video(src, tmp_path / "again.mp4", "hayao", registry=registry, max_side=32)
+    assert again.style == "hayao" and again.output_size == (32, 20)
+    with pytest.raises(video.VideoError, match="framing 'whole'"):
+        video.stylize_video(src, tmp_path / "face.mp4", "hayao", registry=registry, framing="face")
+    assert not (tmp_path / "face.mp4").exists()
 
 
 def test_variable_frame_rate_keeps_every_timestamp(photos, small, tmp_path):
