@@ -112,8 +112,10 @@ def error_text(msg: Any) -> str | None:
     return "null" if out.get("error") is None else str(out["error"])
 
 
-def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = False) -> list[Any]:
-    return [photo, style, side, keep]
+def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = False, framing: Any = "face",
+                 background: Any = "keep") -> list[Any]:
+    """/stylize's six inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
+    return [photo, style, side, keep, framing, background]
 
 
 # -- what the script knows about a server it started --------------------------------------------------
@@ -457,13 +459,14 @@ def a8_messages(raw: Raw, server: Server) -> list[Row]:
     path = raw.upload(small_jpeg(32), "s.jpg")
     photo = {"path": path, "meta": {"_type": "gradio.FileData"}}
     rows = []
+    head, tail = "[" + json.dumps(photo) + ', "hayao", ', ', false, "face", "keep"]'  # numbers JSON cannot carry
     cases: list[tuple[str, bytes | None, list[Any] | None]] = [
-        ("max side 10**400", _join_body(fn, "[" + json.dumps(photo) + ", \"hayao\", 1" + "0" * 400 + ", false]"), None),
-        ("max side Infinity", _join_body(fn, "[" + json.dumps(photo) + ", \"hayao\", Infinity, false]"), None),
-        ("max side NaN", _join_body(fn, "[" + json.dumps(photo) + ", \"hayao\", NaN, false]"), None),
+        ("max side 10**400", _join_body(fn, head + "1" + "0" * 400 + tail), None),
+        ("max side Infinity", _join_body(fn, head + "Infinity" + tail), None),
+        ("max side NaN", _join_body(fn, head + "NaN" + tail), None),
         ("a missing argument", None, [photo, "hayao", 256]),
-        ("a number as the photo", None, [5, "hayao", 256, False]),
-        ("a list as the photo", None, [[1, 2], "hayao", 256, False]),
+        ("a number as the photo", None, stylize_data(5, side=256)),
+        ("a list as the photo", None, stylize_data([1, 2], side=256)),
     ]
     for name, body, data in cases:
         status, answer, session = raw.join(fn, data or [], body=body)

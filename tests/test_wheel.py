@@ -34,7 +34,7 @@ def test_the_installed_package_is_the_wheel_with_its_styles_and_examples(install
                           "print(len(list(ui.EXAMPLES_DIR.glob('*.jpg'))))"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=True).stdout.split()
     assert Path(out[0]).is_relative_to(installed.parents[1]), out  # not the repository's copy
-    assert out[1] == "hayao,shinkai,paprika"
+    assert out[1] == "hayao,shinkai,paprika,face_paint_512_v2,face_paint_512_v1,celeba_distill"
     assert int(out[2]) == 4
 
 
