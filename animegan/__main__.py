@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
     p.add_argument("--framing", choices=list(FRAMINGS), default=None,
                    help="portrait styles: face (default: the largest face, squared), center (centre square), whole "
-                        "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it")
+                        "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
+                        "videos: whole (default) or center")
     p.add_argument("--background", default=KEEP, metavar="keep|STYLE",
                    help="with --framing paste: keep the rest of the photo (default), or stylise it with a scene style "
                         f"({', '.join(s.id for s in load_styles() if not s.is_portrait)})")

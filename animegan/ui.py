@@ -798,8 +798,8 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
         except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
             log.info("request refused before the handler (%s): %s", block_fn.api_name or block_fn.name, exc)
             takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style id, "
-                                        "a max side in pixels, true/false for keep brightness, "
-                                        "and optionally a framing and a background")
+                                        "a max side in pixels, true/false for keep brightness, a framing "
+                                        "and a background (six values; gradio_client fills in the last two)")
             error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
                              title="Bad request", print_exception=False)
             _observe_refusal(app, block_fn, error)
@@ -810,7 +810,8 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
 
 # The video endpoints (animegan/ui_video.py), for the refusals above: what each takes.
 VIDEO_ENDPOINTS = {"stylize_video": "/stylize_video takes a video file (uploaded first), a style id, a max side in "
-                                    "pixels and true/false for temporal smoothing"}
+                                    "pixels, true/false for temporal smoothing and a framing (five values; "
+                                    "gradio_client fills in the last)"}
 
 
 def _observe_refusal(app: StylizeApp, block_fn: Any, error: gr.Error) -> None:

@@ -36,7 +36,7 @@ from . import imaging, memory, temp_files, video
 from .engine import ConversionTimeout, OutOfMemory
 from .imaging import InvalidImageError
 from .memory import DeviceError
-from .styles import StyleSpec
+from .styles import StyleSpec, UnknownStyleError
 from .ui import CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label, user_error
 from .upload_gate import PhotoRefused
 from .weights import WeightsError
@@ -47,6 +47,7 @@ WEBCAM_GROUP = "webcam"         # the mirror's own concurrency id (see above)
 KEEP_VIDEOS = 8                 # result videos kept on disk (Gradio copies each into its own cache first)
 FPS_WINDOW = 12                 # frames over which the mirror's achieved fps is measured
 WEBCAM_JPEG_QUALITY = 85
+VIDEO_FRAMINGS = ("whole", "center")  # a face box found anew in every frame would shake the picture
 _DATA_URL_TYPES = ("data:image/jpeg;base64,", "data:image/png;base64,", "data:image/webp;base64,")
 
 
@@ -74,28 +75,28 @@ class VideoApp:
         self._results_lock = threading.Lock()
 
     # -- video files ----------------------------------------------------------------------------------
-    def stylize_video(self, video_file: Any, style: str | None, max_side: Any, temporal: Any,
+    def stylize_video(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
                       request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize_video API (its description, from the styles, is :func:`stylize_video_doc`)."""
-        return self._observed(video_file, style, max_side, temporal, request, progress)
+        return self._observed(video_file, style, max_side, temporal, framing, request, progress)
 
-    def convert_page(self, video_file: Any, style: str | None, max_side: Any, temporal: Any,
+    def convert_page(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
                      request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
         """The page's Convert: a failure stays readable in the notice area (and a toast says it too)."""
         try:
-            path, text = self._observed(video_file, style, max_side, temporal, request, progress)
+            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return None, f"**{exc.title or 'Error'}:** {exc.message}"
         return path, text
 
-    def _observed(self, video_file: Any, style: Any, max_side: Any, temporal: Any, request: gr.Request | None,
-                  progress: gr.Progress) -> tuple[str, str]:
+    def _observed(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
+                  request: gr.Request | None, progress: gr.Progress) -> tuple[str, str]:
         started = time.perf_counter()
         try:
-            path, text, stats = self._convert(video_file, style, max_side, temporal, request, progress)
+            path, text, stats = self._convert(video_file, style, max_side, temporal, framing, request, progress)
         except gr.Error as exc:
             self._observe(style, started, None, exc)
             raise
@@ -108,15 +109,16 @@ class VideoApp:
             metrics.record_video(str(style or "none"), time.perf_counter() - started, stats,
                                  error_title=getattr(error, "title", None) or ("Error" if error else None))
 
-    def _convert(self, video_file: Any, style: Any, max_side: Any, temporal: Any, request: gr.Request | None,
-                 progress: gr.Progress) -> tuple[str, str, video.VideoStats]:
+    def _convert(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
+                 request: gr.Request | None, progress: gr.Progress) -> tuple[str, str, video.VideoStats]:
         app = self.app
         with app.gauge:
             spec = app._style(style)
             side = _video_side(max_side)
             smooth = True if temporal is None else _flag(temporal)
             # One deadline for the whole request: probe, decode, model, encode.
-            options = app.options.replace(style=spec.id, max_side=side).with_timeout(self.config.timeout)
+            options = app.options.replace(style=spec.id, max_side=side,
+                                          framing=_video_framing(framing)).with_timeout(self.config.timeout)
             source, name = self._video(video_file)
             watch = StopWatch(app, request)
             folder = app.results_dir / uuid.uuid4().hex[:12]
@@ -271,6 +273,15 @@ def _video_side(value: Any) -> int | None:
     return _max_side(value)
 
 
+def _video_framing(value: Any) -> str:
+    """The Video tab's framing: whole (default) or center (portrait styles; scene styles run whole frames)."""
+    text = str(value or "whole").strip().lower()
+    if text not in VIDEO_FRAMINGS:
+        raise gr.Error(f"Video framing must be whole or center, not {text[:24]!r}: a face found anew in every "
+                       "frame would shake the picture.", title="Bad framing", print_exception=False)
+    return text
+
+
 def _frame_progress(progress: gr.Progress, info: video.VideoInfo) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         progress((done, total or info.frames or None), desc="Stylizing frames", unit="frames")
@@ -323,7 +334,7 @@ def video_notice(stats: video.VideoStats, style_name: str, info: video.VideoInfo
              f"{sound.get(stats.audio_mode, 'sound: ' + stats.audio_mode)}; "
              f"{'temporal smoothing on' if stats.temporal else 'per-frame (no smoothing)'}.")]
     iw, ih = stats.input_size
-    if (iw, ih) != (w, h):
+    if (iw, ih) != (w, h) and stats.framing == "whole":
         parts.append(f"Downscaled from {iw}x{ih} by 'Max side'; set it to 0 for the native size.")
     parts += [n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".")
               for n in stats.notices if getattr(n, "kind", "") != "downscaled"]
@@ -338,6 +349,7 @@ def _where(stats: video.VideoStats) -> str:
 def stylize_video_doc(styles: tuple[StyleSpec, ...], limits: video.VideoLimits) -> str:
     """The /stylize_video API's description (the API page and the MCP tool read it), written from the styles."""
     ids = ", ".join(f'"{s.id}" ({s.name})' for s in styles)
+    portraits = ", ".join(s.id for s in styles if s.is_portrait) or "none here"
     return f"""Turn a video clip into anime art in one AnimeGANv2 style, frame by frame, keeping its sound.
 
     Args:
@@ -345,6 +357,7 @@ def stylize_video_doc(styles: tuple[StyleSpec, ...], limits: video.VideoLimits) 
         style: style id, one of {ids}.
         max_side: longest side of the result in pixels (default {video.VIDEO_DEFAULT_MAX_SIDE}); larger clips are downscaled first. 0 keeps the native size.
         temporal: true (default) to smooth the tones across frames (no flicker); false for independent frames.
+        framing: "whole" (default): the whole frame; "center": portrait styles ({portraits}) only, the centre square of every frame at the style's training size (scene styles ignore it).
 
     Returns:
         the stylized clip as an MP4 file (H.264, the input's frames, timing and sound), and a one-line notice.
@@ -370,6 +383,10 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                          elem_id="video-max-side")
                     temporal = gr.Checkbox(True, label="Temporal smoothing",
                                            info="Steady tones from frame to frame (no flicker).", elem_id="temporal")
+                framing = gr.Radio(choices=[("Whole frame", "whole"), ("Centre square", "center")], value="whole",
+                                   label="Framing", info="Portrait styles: the whole frame, or its centre square at "
+                                   "the style's training size.", visible=_is_portrait(app, first_ok),
+                                   elem_id="video-framing")
                 with gr.Row():
                     convert = gr.Button("Convert video", variant="primary", elem_id="convert-video")
                     stop = gr.Button("Stop", variant="stop", elem_id="stop-video")
@@ -380,16 +397,27 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                   buttons=["download"], height=360, elem_id="video-result")
                 note = gr.Markdown(label="Notice", elem_id="video-notice")
         api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")  # inside the tab: Tabs hold only tabs
-    running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal], outputs=[result, note],
+    style.change(lambda s: gr.update(visible=_is_portrait(app, s)), inputs=[style], outputs=[framing], queue=False,
+                 api_visibility="private", show_progress="hidden")
+    running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal, framing],
+                            outputs=[result, note],
                             api_visibility="private", preprocess=False, concurrency_limit=workers,
                             concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
     stop.click(None, cancels=[running], api_visibility="private")
-    api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal], outputs=[result, note],
+    # framing came after the first four inputs, with a default: 4-argument calls keep working.
+    api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal, framing], outputs=[result, note],
                       api_name="stylize_video", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="hidden")
     if config.webcam_streams > 0:
         _webcam_tab(videos, choices, first_ok)
     return videos
+
+
+def _is_portrait(app: StylizeApp, style: Any) -> bool:
+    try:
+        return bool(style) and app.registry.style(str(style)).is_portrait
+    except UnknownStyleError:
+        return False
 
 
 def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str | None) -> None:
@@ -419,9 +447,9 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
 
 def _api_function(videos: VideoApp) -> Callable[..., tuple[str, str]]:
     """``videos.stylize_video`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
-    def stylize_video(video_file: Any, style: str | None, max_side: Any, temporal: Any,
+    def stylize_video(video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = "whole",
                       request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return videos.stylize_video(video_file, style, max_side, temporal, request, progress)
+        return videos.stylize_video(video_file, style, max_side, temporal, framing, request, progress)
     stylize_video.__doc__ = stylize_video_doc(videos.app.styles(), videos.limits)
     return stylize_video

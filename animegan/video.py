@@ -12,6 +12,7 @@ between two stages, so memory does not grow with the duration and the model neve
 * Size: the display size (rotation metadata applied: the output is upright), scaled to ``max_side``
   (videos default to :data:`VIDEO_DEFAULT_MAX_SIDE`; 0 = native). yuv420p stores colour at half
   resolution, so both sides must be even: a side that comes out odd loses its last row or column.
+  Portrait styles may take ``center`` framing: the centre square of every frame at the style's training size.
 * Temporal stability: AnimeGANv2 normalises each layer over the whole frame, so a still background changes
   tone when something moves. :class:`FrameSmoother` keeps a running average of every layer's (mean, var)
   across frames and blends each frame's own into it in the same forward pass (``NormStats`` "smooth"), and
@@ -43,6 +44,7 @@ from .memory import RunPlan, resolve_device
 from .model import NormStats
 from .options import Notice, RunOptions
 from .registry import LoadedModel, Registry, default_registry
+from .styles import StyleSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class VideoStats:
     precision: str = ""
     plan: str = ""
     scene_cuts: int = 0
+    framing: str = "whole"     # or "center": the centre square of every frame
 
     @property
     def processing_fps(self) -> float:
@@ -223,13 +226,44 @@ def output_limit(max_side: int | None) -> int:
     return VIDEO_DEFAULT_MAX_SIDE if max_side is None else max_side
 
 
-def output_size(info: VideoInfo, max_side: int | None) -> tuple[int, int]:
-    """(width, height) of the output: the display size fitted to ``max_side`` (None: 720, 0: native), sides even."""
+def output_size(info: VideoInfo, max_side: int | None, square: int | None = None) -> tuple[int, int]:
+    """(width, height) of the output: the display size fitted to ``max_side`` (None: 720, 0: native), sides even.
+
+    ``square``: ``center`` framing, the centre square of every frame at this side (a portrait style's
+    training size), or smaller when ``max_side`` asks for less.
+    """
     limit = output_limit(max_side)
     if limit < 0:
         raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+    if square:
+        side = min(square, limit) if limit else square
+        return max(2, side - side % 2), max(2, side - side % 2)
     w, h = imaging.fit_within((info.width, info.height), limit or None)
     return max(2, w - w % 2), max(2, h - h % 2)
+
+
+def video_framing(spec: StyleSpec, framing: str | None) -> str:
+    """The framing a video runs with: ``whole`` (the default, and always for scene styles) or ``center``.
+
+    Face framings are refused: a face box found anew in every frame moves, and the picture would shake.
+    """
+    value = (framing or "").strip().lower()
+    if value in ("", "auto", "whole") or (value == "center" and not spec.is_portrait):
+        return "whole"
+    if value == "center":
+        return "center"
+    raise VideoError(f"videos run with framing 'whole' (the whole frame, any style) or 'center' (the centre "
+                     f"square, portrait styles), not {framing!r}")
+
+
+def _decode_size(info: VideoInfo, size: tuple[int, int], center: bool) -> tuple[int, int]:
+    """The display size frames are decoded at: the output size, or for ``center`` the frame scaled so that
+    its short side is the square's (the square is then cut from its middle)."""
+    if not center:
+        return size
+    side = size[0]
+    short = min(info.width, info.height)
+    return max(side, round(info.width * side / short)), max(side, round(info.height * side / short))
 
 
 # --- temporal smoothing ------------------------------------------------------------------------
@@ -425,8 +459,11 @@ def _get(q: queue.Queue, stop: threading.Event, other: _Stage) -> Any:
 
 
 def _decode(source: str, size: tuple[int, int], rotation: int, reencode: set[int], max_pixels: int,
-            out: queue.Queue, stop: threading.Event, counter: list[int]) -> None:
-    """Frames (RGB, display orientation, output size) and audio packets or frames, in file order, into ``out``."""
+            out: queue.Queue, stop: threading.Event, counter: list[int], crop: tuple[int, int] | None = None) -> None:
+    """Frames (RGB, display orientation, ``size``) and audio packets or frames, in file order, into ``out``.
+
+    ``crop``: (width, height) cut from the middle of each upright frame (``center`` framing).
+    """
     turns = _quarter_turns(rotation)
     w, h = size if turns % 2 == 0 else (size[1], size[0])   # the stored frame's size before turning upright
     with _opened(source) as container:
@@ -453,6 +490,9 @@ def _decode(source: str, size: tuple[int, int], rotation: int, reencode: set[int
                                            if frame.width * frame.height > w * h else "BICUBIC")
                     if turns:
                         rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+                    if crop:
+                        top, left = (rgb.shape[0] - crop[1]) // 2, (rgb.shape[1] - crop[0]) // 2
+                        rgb = np.ascontiguousarray(rgb[top:top + crop[1], left:left + crop[0]])
                     counter[0] += 1
                     if not _put(out, _Frame(rgb, frame.pts, frame.time_base), stop):
                         return
@@ -543,7 +583,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
     ``max_side`` (None: 720, 0: native), ``device``, ``precision``, ``memory_budget``, ``tile``,
-    ``keep_brightness``, ``deadline`` in seconds). ``limits`` are checked from the header before any work
+    ``keep_brightness``, ``deadline`` in seconds, ``framing``: ``whole`` or, for portrait styles, ``center``). ``limits`` are checked from the header before any work
     (None: :class:`VideoLimits` defaults). ``temporal``: smooth the layer statistics across frames.
     ``on_frame(done, expected)`` after each frame; ``check()`` between frames (what it raises stops the run);
     the options' deadline is checked there too (:class:`~animegan.engine.ConversionTimeout`).
@@ -554,23 +594,26 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     if isinstance(options, str):  # stylize_video(src, dest, "hayao", ...) like stylize(photo, "hayao", ...)
         options, keywords = None, {**keywords, "style": options}
     options = options_from(options, keywords)
-    if options.framing not in (None, "auto", "whole"):
-        # Portrait styles run on whole frames: a face box that moves from frame to frame would shake the picture.
-        raise VideoError(f"videos run with framing 'whole' (the whole frame, any style), not {options.framing!r}")
     registry = registry or default_registry()
+    spec = registry.style(options.style)
+    center = video_framing(spec, options.framing) == "center"
     source = str(source)
     dest = Path(dest)
     limits = limits or VideoLimits(max_pixels=options.max_pixels)
     info = probe(source, limits)
-    size = output_size(info, options.max_side)
+    size = output_size(info, options.max_side, square=(spec.train_size or min(info.width, info.height))
+                       if center else None)
+    decoded_size = _decode_size(info, size, center)
     deadline = Deadline.of(options)
     runner, notices = _prepare(options, registry, *size)
     deadline.check("after loading the style")
     fitted = imaging.fit_within((info.width, info.height), output_limit(options.max_side) or None)
-    if fitted != (info.width, info.height):
+    if center:
+        notices.append(Notice("framing", f"framing center: the centre square of every frame, at {size[0]}x{size[1]}"))
+    elif fitted != (info.width, info.height):
         notices.append(Notice("downscaled", f"frames downscaled from {info.width}x{info.height} to {size[0]}x{size[1]} "
                               f"(max side {output_limit(options.max_side)}); set max side 0 for native size"))
-    if size != fitted:
+    if size != fitted and not center:
         notices.append(Notice("other", f"cropped to {size[0]}x{size[1]}: H.264 in yuv420p needs even sides"))
     if info.rotation:
         notices.append(Notice("other", f"turned upright ({info.rotation} degrees, from the rotation metadata)"))
@@ -589,8 +632,9 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     try:
         with _opened(source) as head:
             writer = _Writer(tmp, head, size, info.fps)
-        decoder = _Stage("video-decode", lambda: _decode(source, size, info.rotation, writer.reencode,
-                                                         limits.max_pixels, decoded, stop, counter))
+        decoder = _Stage("video-decode", lambda: _decode(source, decoded_size, info.rotation, writer.reencode,
+                                                         limits.max_pixels, decoded, stop, counter,
+                                                         crop=size if center else None))
         encoder = _Stage("video-encode", lambda: _encode(writer, styled, stop, decoder))
         stages = [decoder, encoder]
         for stage in stages:
@@ -646,7 +690,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
                       audio_kept=True, audio_mode=writer.audio_mode, temporal=smoother is not None,
                       notices=notices, style=runner.loaded.spec.id, device=str(runner.device),
                       precision=runner.precision, plan=runner.plan.describe(),
-                      scene_cuts=smoother.cuts if smoother else 0)
+                      scene_cuts=smoother.cuts if smoother else 0, framing="center" if center else "whole")
 
 
 def _short(read: int, listed: int) -> bool:
@@ -688,4 +732,5 @@ __all__ = [
     "result_path",
     "stylize_frame",
     "stylize_video",
+    "video_framing",
 ]

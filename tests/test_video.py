@@ -218,9 +218,47 @@ def test_one_frame_video(photos, small, registry, tmp_path):
     # The style may be the third argument, as in stylize(photo, "hayao"); a framing videos cannot take is refused.
     again = video.stylize_video(src, tmp_path / "again.mp4", "hayao", registry=registry, max_side=32)
     assert again.style == "hayao" and again.output_size == (32, 20)
-    with pytest.raises(video.VideoError, match="framing 'whole'"):
+    with pytest.raises(video.VideoError, match="framing 'whole'.*or 'center'"):
         video.stylize_video(src, tmp_path / "face.mp4", "hayao", registry=registry, framing="face")
     assert not (tmp_path / "face.mp4").exists()
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_center_framing_for_portrait_styles(photos, hayao_pt, tmp_path, rotation):
+    """A portrait style with framing center: the centre square of every upright frame, at the training size
+    (or max side); scene styles run whole frames; face framings are refused (a moving box would shake)."""
+    from animegan import Registry
+
+    reg = Registry(weights={"celeba_distill": hayao_pt, "hayao": hayao_pt}, cache_dir=tmp_path / "cache", offline=True)
+    stored = scene(photos["kyoto_street_kimono"], 128, 64)
+    upright = np.ascontiguousarray(np.rot90(stored, rotation // 90))
+    src = write_clip(tmp_path / "wide.mp4", [stored] * 3, rotation=rotation)
+    stats = video.stylize_video(src, tmp_path / "c.mp4", "celeba_distill", registry=reg, framing="center",
+                                max_side=48, precision="fp32", temporal=False)
+    assert stats.framing == "center" and stats.output_size == (48, 48) and stats.frames == 3
+    assert any(n.kind == "framing" and "centre square" in n for n in stats.notices)
+    got = decoded(tmp_path / "c.mp4")[0][0]
+    h, w = upright.shape[:2]
+    side = min(w, h)
+    square = upright[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    small_square = np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize((48, 48), Image.LANCZOS))
+    want = np.asarray(stylize(small_square, "celeba_distill", registry=reg, framing="whole", max_side=0,
+                              precision="fp32").image)
+    shifted = np.asarray(stylize(np.ascontiguousarray(np.roll(small_square, 12, axis=1 - rotation // 90)),
+                                 "celeba_distill", registry=reg, framing="whole", max_side=0, precision="fp32").image)
+    assert imaging.psnr(got, want) > 30 > imaging.psnr(got, shifted), (imaging.psnr(got, want),
+                                                                       imaging.psnr(got, shifted))
+    if rotation:
+        return
+    native = video.stylize_video(src, tmp_path / "n.mp4", "celeba_distill", registry=reg, framing="center",
+                                 max_side=0, precision="fp32", temporal=False)
+    assert native.output_size == (256, 256)  # celeba_distill's training size, however small the frame
+    scene_style = video.stylize_video(src, tmp_path / "s.mp4", "hayao", registry=reg, framing="center", max_side=0)
+    assert scene_style.framing == "whole" and scene_style.output_size == (128, 64)
+    for bad in ("face", "paste", "sideways"):
+        with pytest.raises(VideoError, match="'whole'.*'center'"):
+            video.stylize_video(src, tmp_path / "bad.mp4", "celeba_distill", registry=reg, framing=bad)
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def test_variable_frame_rate_keeps_every_timestamp(photos, small, tmp_path):
