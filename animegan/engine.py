@@ -351,9 +351,10 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
             canvas = photo.rgb.copy()
         else:
             canvas = run(photo.rgb, inner.replace(style=background.id), background)[..., :3].copy()
-        for square in framed.squares:
+        for square, tilt in zip(framed.squares, framed.tilts or (0.0,) * len(framed.squares)):
             deadline.check("between faces")
-            framing_mod.paste(canvas, run(framing_mod.crop_square(photo.rgb, square, size), inner, spec), square)
+            styled = run(framing_mod.crop_square(photo.rgb, square, size, tilt), inner, spec)
+            framing_mod.paste(canvas, framing_mod.unturn(styled, tilt, square.width), square)
         if photo.downscaled:
             notices.insert(0, Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} "
                                      f"to {photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))

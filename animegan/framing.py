@@ -39,6 +39,7 @@ EXTRA = "portraits"      # the pip extra that brings the detector
 # alt2 rather than "default": as many faces found on our photos, and no false positive at any setting tried
 # (default: 3-15 once the copy is upscaled or fewer neighbours are asked for); see bench/detectors.py.
 FACE_CASCADE = "haarcascade_frontalface_alt2.xml"
+FRAMING_VERSION = 2  # bump when squares are cut or pasted differently (2: paste levels the eyes too)
 
 
 class DetectorMissing(RuntimeError):
@@ -96,6 +97,7 @@ class Framing:
     faces: tuple[Face, ...]
     tilt: float
     notice: str
+    tilts: tuple[float, ...] = ()   # paste: the tilt to undo for each square (0: eyes not found or level)
 
 
 def mode_for(is_portrait: bool, framing: str | None) -> str:
@@ -132,8 +134,8 @@ def _cascade(name: str) -> Any:
 
 
 def detector_name() -> str:
-    """What found the faces, with its version (part of the result cache key)."""
-    return f"opencv-haar-{_cv2().__version__}"
+    """What found the faces and how squares are cut and pasted, with versions (part of the result cache key)."""
+    return f"opencv-haar-{_cv2().__version__}/framing-{FRAMING_VERSION}"
 
 
 def detect_faces(rgb: np.ndarray) -> list[Face]:
@@ -205,17 +207,26 @@ def frame(rgb: np.ndarray, mode: str) -> Framing:
         if not faces:
             return Framing(mode, (), (), 0.0, "framing paste: no face found, so no face was stylised")
         boxes = "; ".join(str(f.box) for f in faces)
+        tilts = tuple(level_tilt(f) for f in faces)
+        levelled = sum(1 for t in tilts if t)
+        level = f"; eyes levelled for {levelled} of them" if levelled else ""
         return Framing(mode, squares, faces, 0.0, f"framing paste: {len(faces)} face(s) stylised and pasted back "
-                                                    f"(face boxes {boxes})")
+                                                    f"(face boxes {boxes}){level}", tilts)
     if not faces:
         sq = center_square(w, h)
         return Framing("center", (sq,), (), 0.0, f"framing face: no face found; fell back to the centre square {sq}")
     face = faces[0]
     sq = face_square(face, w, h)
-    level = f", eyes levelled by {-face.tilt:+.1f} deg" if face.eyes is not None and abs(face.tilt) >= 1 else ""
+    tilt = level_tilt(face)
+    level = f", eyes levelled by {-tilt:+.1f} deg" if tilt else ""
     more = f" (the largest of {len(faces)})" if len(faces) > 1 else ""
-    return Framing(mode, (sq,), (face,), face.tilt if level else 0.0,
-                   f"framing face: face box {face.box}{more}, square {sq}{level}")
+    return Framing(mode, (sq,), (face,), tilt, f"framing face: face box {face.box}{more}, square {sq}{level}")
+
+
+def level_tilt(face: Face) -> float:
+    """The tilt a face's square is turned by before the style sees it: the eye line's, when both eyes were
+    found and it is at least 1 degree (the training faces are upright); else 0."""
+    return face.tilt if face.eyes is not None and abs(face.tilt) >= 1 else 0.0
 
 
 # -- pixels ------------------------------------------------------------------------------------------------
@@ -228,7 +239,9 @@ def crop_square(pixels: np.ndarray, square: Box, size: int, tilt: float = 0.0) -
         region = Image.fromarray(np.ascontiguousarray(pixels[square.y0:square.y1, square.x0:square.x1]))
         return np.asarray(region.resize((size, size), Image.LANCZOS))
     cv2 = _cv2()
-    cx, cy = square.center
+    # OpenCV puts pixel i's centre at i (PIL at i + 0.5): the square's centre is (x0 + x1 - 1) / 2 there, and it
+    # goes to the output's centre (size - 1) / 2, so that a turn of 0 gives the same pixels as the resize above.
+    cx, cy = (square.x0 + square.x1 - 1) / 2, (square.y0 + square.y1 - 1) / 2
     factor = size / square.width
     source = pixels
     if factor < 0.8:  # warpAffine does not area-average: downscale with LANCZOS first, so nothing aliases
@@ -236,11 +249,26 @@ def crop_square(pixels: np.ndarray, square: Box, size: int, tilt: float = 0.0) -
         h, w = pixels.shape[:2]
         image = Image.fromarray(np.ascontiguousarray(pixels))
         source = np.asarray(image.resize((max(1, round(w * pre)), max(1, round(h * pre))), Image.LANCZOS))
-        cx, cy, factor = cx * pre, cy * pre, factor / pre
+        cx, cy, factor = (cx + 0.5) * pre - 0.5, (cy + 0.5) * pre - 0.5, factor / pre
     matrix = cv2.getRotationMatrix2D((cx, cy), tilt, factor)  # positive: turns the picture counter-clockwise
-    matrix[:, 2] += (size / 2 - cx, size / 2 - cy)
+    matrix[:, 2] += ((size - 1) / 2 - cx, (size - 1) / 2 - cy)
     return cv2.warpAffine(np.ascontiguousarray(source), matrix, (size, size), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REFLECT_101)
+
+
+def unturn(styled: np.ndarray, tilt: float, side: int) -> np.ndarray:
+    """A levelled square's stylised pixels back at the photo's angle and the square's ``side``: the inverse of
+    :func:`crop_square`'s turn. Only the inscribed circle is pasted, and a circle turned is the same circle, so the
+    corners (sampled from a mirror of the square) never reach the photo."""
+    rgb = np.ascontiguousarray(styled[..., :3])
+    if tilt:  # turned at the style's size, where the square is usually sampled finer than in the photo
+        cv2 = _cv2()
+        h, w = rgb.shape[:2]
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -tilt, 1.0)
+        rgb = cv2.warpAffine(rgb, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    if rgb.shape[:2] != (side, side):
+        rgb = np.asarray(Image.fromarray(rgb).resize((side, side), Image.LANCZOS))
+    return rgb
 
 
 def feather_mask(side: int) -> np.ndarray:

@@ -92,6 +92,37 @@ def test_a_tilted_face_is_levelled() -> None:
     assert len(again) == 1 and abs(again[0].tilt) <= 3
 
 
+def test_a_turned_crop_of_no_angle_is_the_plain_crop() -> None:
+    """The turned path samples the same place as the plain resize (pixel centres agree): no half-pixel shift."""
+    photo = rgb(ASTRONAUT)
+    square = framing.Box(150, 40, 300, 190)
+    plain = framing.crop_square(photo, square, 512)
+    turned = framing.crop_square(photo, square, 512, 1e-9)  # not 0: takes the warpAffine path
+    assert psnr(turned, plain) > 40, psnr(turned, plain)
+    small = framing.crop_square(photo, square, 96, 1e-9)  # downscaled first (factor < 0.8)
+    assert psnr(small, framing.crop_square(photo, square, 96)) > 33
+
+
+def test_paste_levels_a_tilted_face_and_turns_it_back() -> None:
+    """Paste turns a tilted face's square upright for the style, then turns the result back: with the style
+    replaced by the identity, the pasted circle is the photo again; pasted upright, it would be 10 degrees off."""
+    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB").rotate(-8, resample=Image.BICUBIC, center=(225, 120)))
+    framed = framing.frame(photo, "paste")
+    assert len(framed.squares) == len(framed.tilts) == 1 and 6 <= framed.tilts[0] <= 14, framed
+    assert "eyes levelled for 1 of them" in framed.notice
+    square, tilt = framed.squares[0], framed.tilts[0]
+    upright = framing.crop_square(photo, square, 512, tilt)
+    assert abs(framing.detect_faces(upright)[0].tilt) <= 3  # the style sees her upright
+    circle = framing.feather_mask(square.width) > 0.5
+    region = photo[square.y0:square.y1, square.x0:square.x1]
+    for turned_back, expected in ((framing.unturn(upright, tilt, square.width), True),
+                                  (framing.unturn(upright, 0.0, square.width), False)):
+        canvas = photo.copy()
+        framing.paste(canvas, turned_back, square)
+        got = psnr(canvas[square.y0:square.y1, square.x0:square.x1][circle], region[circle])
+        assert (got > 40) == expected, (expected, got)  # 45.5 dB measured; upright 13 dB
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 3), (8, 10000, 3), (10000, 8, 3), (1, 1, 4)])
 def test_degenerate_photos_do_not_crash(shape: tuple[int, int, int], registry: Registry) -> None:
     pixels = np.full(shape, 128, np.uint8)
@@ -149,10 +180,10 @@ def test_paste_keeps_the_size_and_far_pixels(registry: Registry) -> None:
 
 
 def test_paste_with_a_scene_background_tiles_a_big_photo(registry: Registry) -> None:
-    big = Image.open(ASTRONAUT).convert("RGB").resize((640, 640), Image.LANCZOS)  # past tile=256: 9 tiles
+    big = Image.open(ASTRONAUT).convert("RGB").resize((512, 512), Image.LANCZOS)  # past tile=256: 4 tiles
     result = stylize(np.asarray(big), PORTRAIT, registry=registry, framing="paste", background="hayao", max_side=0,
                      tile=256, **FAST)
-    assert result.image.size == (640, 640) and len(result.stats.faces) == 1
+    assert result.image.size == (512, 512) and len(result.stats.faces) == 1
     assert result.stats.tiles > 1 and "hayao: tiles" in result.stats.plan  # the background ran the normal tiled path
     assert any(n.kind == "tiled" for n in result.stats.notices)
     with pytest.raises(ValueError, match="unknown background 'celeba_distill'"):
