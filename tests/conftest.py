@@ -97,12 +97,31 @@ def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]
     return results
 
 
+@pytest.fixture
+def clean_weights_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No weights variable from outside (CI exports ANIMEGAN_OFFLINE=1): the test sets what it needs."""
+    from animegan import settings
+
+    for name in (settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE, settings.ENV_MIRROR, settings.ENV_WEIGHTS_DIR,
+                 settings.ENV_CACHE_DIR):
+        monkeypatch.delenv(name, raising=False)
+
+
 # Files that take longest (servers, browsers, clips), slowest first: run in this order, the two workers of
 # `pytest -n 2 --dist loadfile` start on them and finish on quick files instead of waiting on one long one at
 # the end. Items within a file keep their order (module fixtures stay shared). Order from `--durations=0`.
 SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "test_timeouts.py", "test_ray_cluster.py",
               "test_video.py", "test_ray_backend.py", "test_app.py", "test_hardening_load.py", "test_metrics.py",
               "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``-n 2`` two test processes share the cores: each runs its in-process models on one thread, so
+    they do not fight over the cores (the app servers the tests start choose their own)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

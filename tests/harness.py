@@ -2,6 +2,7 @@
 ``/stats`` gauge, ``/metrics`` scraped, n clients released at once, and a full queue."""
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,3 +84,24 @@ def fill_queue(url: str, clients: list[Client], big: Path, small: Path) -> tuple
         assert time.monotonic() < deadline, "the second request never queued"
         time.sleep(0.05)
     return blocker, waiting
+
+
+CHROMIUM = Path(os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def chromium(*extra_args: str) -> Iterator:
+    """Debian's chromium under Playwright (never a downloaded browser); the test skips without either."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            browser.close()

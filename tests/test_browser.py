@@ -5,30 +5,21 @@ Screenshots go to each test's tmp folder; the README's pictures are retaken with
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-from harness import REPO, running_app
+from harness import CHROMIUM, REPO, chromium, running_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("ANIMEGAN_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PHOTO = REPO / "animegan" / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Path) -> None:

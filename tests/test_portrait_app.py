@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import handle_file
-from harness import REPO, client, running_app
+from harness import REPO, chromium, client, running_app
 from PIL import Image
 
 PORTRAIT = "face_paint_512_v2"
@@ -49,16 +49,11 @@ def test_framing_and_background_arguments(app_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.browser
 def test_browser_portrait_style_converts_the_example(hayao_pt: Path, tmp_path: Path) -> None:
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with running_app(tmp_path / "app", "--weights", f"{PORTRAIT}={hayao_pt}", "--offline", "--device", "cpu") as url, \
-            sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with chromium() as browser, running_app(tmp_path / "app", "--weights", f"{PORTRAIT}={hayao_pt}", "--offline",
+                                            "--device", "cpu") as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url)
-        expect = sync_api.expect
         expect(page.locator("#convert")).to_be_visible(timeout=30_000)
         page.locator("#style label", has_text="Portraits · Face Paint v2").click()
         expect(page.locator("#framing")).to_be_visible(timeout=10_000)

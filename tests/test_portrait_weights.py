@@ -11,7 +11,6 @@ import pytest
 import torch
 from test_weights_store import FileServer
 
-from animegan import settings
 from animegan.styles import SourceFile, StyleSpec, get_style, load_styles
 from animegan.weights import WeightsIntegrityError, resolve_weights
 from animegan.weights.download import MAX_UNSIZED_DOWNLOAD, git_blob_sha1
@@ -20,10 +19,8 @@ NAME = "face_paint_512_v2.pt"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE, settings.ENV_MIRROR, settings.ENV_WEIGHTS_DIR,
-                 settings.ENV_CACHE_DIR):
-        monkeypatch.delenv(name, raising=False)
+def clean_env(clean_weights_env: None) -> None:
+    """CI exports ANIMEGAN_OFFLINE=1; these tests decide for themselves."""
 
 
 @pytest.fixture(scope="module")

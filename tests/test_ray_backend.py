@@ -93,14 +93,15 @@ def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_ph
         c.predict(handle_file(str(junk)), "hayao", 0, False, api_name="/stylize")
 
 
-def _busy(pids: list[int], window: float = 1.0) -> tuple[int, float]:
-    """The replica process using the CPU (the one converting), and the CPU seconds it used in ``window``."""
+def _busy(pids: list[int], window: float = 2.0) -> tuple[int, float, float]:
+    """The replica process using the CPU (the one converting), the CPU seconds it used in ``window``, and the
+    most any other replica used (the machine may be shared with other tests: compare, don't expect a share)."""
     procs = [psutil.Process(p) for p in pids]
     start = [sum(p.cpu_times()[:2]) for p in procs]
     time.sleep(window)
     used = [sum(p.cpu_times()[:2]) - s for p, s in zip(procs, start)]
     i = int(np.argmax(used))
-    return pids[i], used[i]
+    return pids[i], used[i], max(u for j, u in enumerate(used) if j != i)
 
 
 def test_killing_the_busy_replica_costs_no_request(ray_app: str, photos: dict[str, Path], small_photo: Path,
@@ -118,8 +119,8 @@ def test_killing_the_busy_replica_costs_no_request(ray_app: str, photos: dict[st
         assert time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(1.0)
-    victim, cpu = _busy(pids)
-    assert cpu > 0.3, f"no replica was converting (cpu {cpu:.2f} s)"
+    victim, cpu, idle = _busy(pids)
+    assert cpu > 0.15 and cpu > 3 * idle, f"no replica was clearly converting (cpu {cpu:.2f} s, other {idle:.2f} s)"
     os.kill(victim, signal.SIGKILL)
 
     png, text = job.result(timeout=300)  # retried once on the live replica: the user sees a result, not an error

@@ -49,15 +49,19 @@ def _clip(path: Path, seconds: float, fps: int = 12, size: tuple[int, int] = (64
             out.mux(v.encode(frame))
         out.mux(v.encode())
         if a is not None:
-            t = np.arange(round(seconds * 44100)) / 44100
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-            for start in range(0, tone.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                                   layout="mono")
-                chunk.sample_rate, chunk.pts, chunk.time_base = 44100, start, Fraction(1, 44100)
-                out.mux(a.encode(chunk))
-            out.mux(a.encode())
+            _tone(out, a, seconds)
     return path
+
+
+def _tone(out: Any, stream: Any, seconds: float) -> None:
+    """A 440 Hz AAC tone of ``seconds`` into ``stream``, in 1024-sample frames with their own timestamps."""
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * 44100)) / 44100)).astype(np.float32)[None, :]
+    for start in range(0, tone.shape[1], 1024):
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
+                                           layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = 44100, start, Fraction(1, 44100)
+        out.mux(stream.encode(chunk))
+    out.mux(stream.encode())
 
 
 def _read_clip(path: Path) -> dict:
@@ -213,14 +217,7 @@ def _encode(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fm
 
 def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=44100)
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)).astype(np.float32)[None, :]
-        for start in range(0, tone.shape[1], 1024):
-            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                               layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = 44100, start, Fraction(1, 44100)
-            out.mux(stream.encode(chunk))
-        out.mux(stream.encode())
+        _tone(out, out.add_stream("aac", rate=44100), 1.0)
     return path
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import running_app, scrape, stats
-from test_browser import CHROMIUM, CHROMIUM_ARGS
+from harness import chromium, running_app, scrape, stats
 
 av = pytest.importorskip("av")
 pytestmark = pytest.mark.browser
@@ -25,13 +24,8 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM} (set ANIMEGAN_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + FAKE_CAMERA)
+    with chromium(*FAKE_CAMERA) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

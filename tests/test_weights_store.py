@@ -92,11 +92,8 @@ def dead_url() -> str:
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(clean_weights_env: None) -> None:
     """CI exports ANIMEGAN_OFFLINE=1; these tests decide for themselves."""
-    for name in (settings.ENV_OFFLINE, settings.ENV_HF_OFFLINE, settings.ENV_MIRROR, settings.ENV_WEIGHTS_DIR,
-                 settings.ENV_CACHE_DIR):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
