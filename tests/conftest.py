@@ -5,7 +5,8 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -115,13 +116,32 @@ SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "te
               "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py")
 
 
+PROCESS_TORCH_THREADS = 0   # torch's own thread count in a fresh process (what the CLI and app subprocesses use)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under ``-n 2`` two test processes share the cores: each runs its in-process models on one thread, so
     they do not fight over the cores (the app servers the tests start choose their own)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
+    global PROCESS_TORCH_THREADS
+    import torch
 
+    PROCESS_TORCH_THREADS = torch.get_num_threads()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run in-process models on ``n`` threads: bit-exact comparisons with another process need its count
+    (a float sum splits differently over another number of threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -144,7 +144,10 @@ def test_cli_precision_fp32_writes_the_reference_pixels(photos: dict[str, Path],
                     cache=tmp_path / "cache")
         assert r.returncode == 0, r.stderr
         outs[p] = np.asarray(Image.open(tmp_path / p / "crossing_hayao.png").convert("RGB"))
-    reference = stylize(photo, "hayao", registry=registry, device="cpu", precision="fp32", max_side=0).image
+    import conftest
+
+    with conftest.torch_threads(conftest.PROCESS_TORCH_THREADS):  # the CLI's thread count: bit-exact below
+        reference = stylize(photo, "hayao", registry=registry, device="cpu", precision="fp32", max_side=0).image
     assert np.array_equal(outs["fp32"], np.asarray(reference))
     assert not np.array_equal(outs["bf16"], outs["fp32"])
     bad = run_cli(photo, "--weights", hayao_pt, "--precision", "fp8", cwd=tmp_path, cache=tmp_path / "cache")
