@@ -345,13 +345,13 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
         return np.asarray(result.image)
 
     if not paste:
-        out = Image.fromarray(run(framing_mod.crop_square(pixels, framed.squares[0], size, framed.tilt), inner, spec))
+        out = Image.fromarray(run(framing_mod.crop_square(pixels, framed.squares[0], size, framed.tilts[0]), inner, spec))
     else:
         if background is None:
             canvas = photo.rgb.copy()
         else:
             canvas = run(photo.rgb, inner.replace(style=background.id), background)[..., :3].copy()
-        for square, tilt in zip(framed.squares, framed.tilts or (0.0,) * len(framed.squares)):
+        for square, tilt in zip(framed.squares, framed.tilts):
             deadline.check("between faces")
             styled = run(framing_mod.crop_square(photo.rgb, square, size, tilt), inner, spec)
             framing_mod.paste(canvas, framing_mod.unturn(styled, tilt, square.width), square)

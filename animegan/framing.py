@@ -90,14 +90,14 @@ class Face:
 
 @dataclass(frozen=True)
 class Framing:
-    """What a framing decided: the squares to stylise (photo px), the faces found, the tilt to undo, and why."""
+    """What a framing decided: the squares to stylise (photo px), the faces found, each square's tilt to undo
+    (0: no eyes found, or level), and why."""
 
     mode: str
     squares: tuple[Box, ...]
     faces: tuple[Face, ...]
-    tilt: float
+    tilts: tuple[float, ...]
     notice: str
-    tilts: tuple[float, ...] = ()   # paste: the tilt to undo for each square (0: eyes not found or level)
 
 
 def mode_for(is_portrait: bool, framing: str | None) -> str:
@@ -200,27 +200,27 @@ def frame(rgb: np.ndarray, mode: str) -> Framing:
     h, w = rgb.shape[:2]
     if mode == "center":
         sq = center_square(w, h)
-        return Framing(mode, (sq,), (), 0.0, f"framing center: the centre square {sq}")
+        return Framing(mode, (sq,), (), (0.0,), f"framing center: the centre square {sq}")
     faces = tuple(detect_faces(rgb))
     if mode == "paste":
         squares = tuple(face_square(f, w, h) for f in faces)
         if not faces:
-            return Framing(mode, (), (), 0.0, "framing paste: no face found, so no face was stylised")
+            return Framing(mode, (), (), (), "framing paste: no face found, so no face was stylised")
         boxes = "; ".join(str(f.box) for f in faces)
         tilts = tuple(level_tilt(f) for f in faces)
         levelled = sum(1 for t in tilts if t)
         level = f"; eyes levelled for {levelled} of them" if levelled else ""
-        return Framing(mode, squares, faces, 0.0, f"framing paste: {len(faces)} face(s) stylised and pasted back "
-                                                    f"(face boxes {boxes}){level}", tilts)
+        return Framing(mode, squares, faces, tilts, f"framing paste: {len(faces)} face(s) stylised and pasted back "
+                                                      f"(face boxes {boxes}){level}")
     if not faces:
         sq = center_square(w, h)
-        return Framing("center", (sq,), (), 0.0, f"framing face: no face found; fell back to the centre square {sq}")
+        return Framing("center", (sq,), (), (0.0,), f"framing face: no face found; fell back to the centre square {sq}")
     face = faces[0]
     sq = face_square(face, w, h)
     tilt = level_tilt(face)
     level = f", eyes levelled by {-tilt:+.1f} deg" if tilt else ""
     more = f" (the largest of {len(faces)})" if len(faces) > 1 else ""
-    return Framing(mode, (sq,), (face,), tilt, f"framing face: face box {face.box}{more}, square {sq}{level}")
+    return Framing(mode, (sq,), (face,), (tilt,), f"framing face: face box {face.box}{more}, square {sq}{level}")
 
 
 def level_tilt(face: Face) -> float:
