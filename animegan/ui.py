@@ -283,12 +283,16 @@ class StylizeApp:
                 shutil.rmtree(self._results.popleft(), ignore_errors=True)
         return path
 
+    def is_portrait(self, style: Any) -> bool:
+        """Whether a style choice (anything a page sends) names a portrait style: framing choices show for those."""
+        try:
+            return bool(style) and self.registry.style(str(style)).is_portrait
+        except UnknownStyleError:
+            return False
+
     def framing_controls(self, style: Any, framing: Any) -> tuple[Any, Any]:
         """Framing shows for portrait styles, the background choice for paste."""
-        try:
-            portrait = bool(style) and self.registry.style(str(style)).is_portrait
-        except UnknownStyleError:
-            portrait = False
+        portrait = self.is_portrait(style)
         return gr.update(visible=portrait), gr.update(visible=portrait and framing == "paste")
 
     # -- panels -----------------------------------------------------------------------------------
@@ -702,11 +706,10 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                             keep = gr.Checkbox(False, label="Keep brightness",
                                                info="Match the photo's overall brightness (upstream's optional post-step).",
                                                elem_id="keep-brightness")
-                        first_portrait = bool(first_ok) and app.registry.style(first_ok).is_portrait
                         framing = gr.Radio(choices=[("Face", "face"), ("Centre square", "center"), ("Whole photo", "whole"),
                                                     ("Paste faces back", "paste")], value="face", label="Framing",
                                            info="Portrait styles: which part of the photo the face style sees.",
-                                           visible=first_portrait, elem_id="framing")
+                                           visible=app.is_portrait(first_ok), elem_id="framing")
                         background = gr.Radio(choices=[("Keep the photo", KEEP)] + [(s.name, s.id) for s in styles
                                                                                     if not s.is_portrait],
                                               value=KEEP, label="Background (paste)", visible=False, elem_id="background")

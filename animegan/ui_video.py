@@ -36,7 +36,7 @@ from . import imaging, memory, temp_files, video
 from .engine import ConversionTimeout, OutOfMemory
 from .imaging import InvalidImageError
 from .memory import DeviceError
-from .styles import StyleSpec, UnknownStyleError
+from .styles import StyleSpec
 from .ui import CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label, user_error
 from .upload_gate import PhotoRefused
 from .weights import WeightsError
@@ -47,7 +47,6 @@ WEBCAM_GROUP = "webcam"         # the mirror's own concurrency id (see above)
 KEEP_VIDEOS = 8                 # result videos kept on disk (Gradio copies each into its own cache first)
 FPS_WINDOW = 12                 # frames over which the mirror's achieved fps is measured
 WEBCAM_JPEG_QUALITY = 85
-VIDEO_FRAMINGS = ("whole", "center")  # a face box found anew in every frame would shake the picture
 _DATA_URL_TYPES = ("data:image/jpeg;base64,", "data:image/png;base64,", "data:image/webp;base64,")
 
 
@@ -276,7 +275,7 @@ def _video_side(value: Any) -> int | None:
 def _video_framing(value: Any) -> str:
     """The Video tab's framing: whole (default) or center (portrait styles; scene styles run whole frames)."""
     text = str(value or "whole").strip().lower()
-    if text not in VIDEO_FRAMINGS:
+    if text not in video.VIDEO_FRAMINGS:
         raise gr.Error(f"Video framing must be whole or center, not {text[:24]!r}: a face found anew in every "
                        "frame would shake the picture.", title="Bad framing", print_exception=False)
     return text
@@ -385,7 +384,7 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                            info="Steady tones from frame to frame (no flicker).", elem_id="temporal")
                 framing = gr.Radio(choices=[("Whole frame", "whole"), ("Centre square", "center")], value="whole",
                                    label="Framing", info="Portrait styles: the whole frame, or its centre square at "
-                                   "the style's training size.", visible=_is_portrait(app, first_ok),
+                                   "the style's training size.", visible=app.is_portrait(first_ok),
                                    elem_id="video-framing")
                 with gr.Row():
                     convert = gr.Button("Convert video", variant="primary", elem_id="convert-video")
@@ -397,7 +396,7 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                   buttons=["download"], height=360, elem_id="video-result")
                 note = gr.Markdown(label="Notice", elem_id="video-notice")
         api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")  # inside the tab: Tabs hold only tabs
-    style.change(lambda s: gr.update(visible=_is_portrait(app, s)), inputs=[style], outputs=[framing], queue=False,
+    style.change(lambda s: gr.update(visible=app.is_portrait(s)), inputs=[style], outputs=[framing], queue=False,
                  api_visibility="private", show_progress="hidden")
     running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal, framing],
                             outputs=[result, note],
@@ -411,13 +410,6 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
     if config.webcam_streams > 0:
         _webcam_tab(videos, choices, first_ok)
     return videos
-
-
-def _is_portrait(app: StylizeApp, style: Any) -> bool:
-    try:
-        return bool(style) and app.registry.style(str(style)).is_portrait
-    except UnknownStyleError:
-        return False
 
 
 def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str | None) -> None:

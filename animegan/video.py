@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 VIDEO_DEFAULT_MAX_SIDE = 720      # RunOptions.max_side None -> this for videos; 0 = native
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")  # folder walks only; files are probed
 DEFAULT_MOMENTUM = 0.9            # weight of the running statistics against a frame's own (bench/video_bench.py flicker)
+VIDEO_FRAMINGS = ("whole", "center")  # no face framings: a face box found anew in every frame would shake the picture
 CUT_THRESHOLD = 24.0              # mean |change| (0-255) of a 32x32 grey copy between frames that starts a new scene
 THUMB_SIDE = 32
 QUEUE_ITEMS = 6                   # items waiting between two pipeline stages (frames or audio packets)
@@ -248,10 +249,10 @@ def video_framing(spec: StyleSpec, framing: str | None) -> str:
     Face framings are refused: a face box found anew in every frame moves, and the picture would shake.
     """
     value = (framing or "").strip().lower()
-    if value in ("", "auto", "whole") or (value == "center" and not spec.is_portrait):
+    if value in ("", "auto"):
         return "whole"
-    if value == "center":
-        return "center"
+    if value in VIDEO_FRAMINGS:
+        return value if spec.is_portrait else "whole"
     raise VideoError(f"videos run with framing 'whole' (the whole frame, any style) or 'center' (the centre "
                      f"square, portrait styles), not {framing!r}")
 
@@ -720,6 +721,7 @@ def _encode(writer: _Writer, styled: queue.Queue, stop: threading.Event, decoder
 
 __all__ = [
     "VIDEO_DEFAULT_MAX_SIDE",
+    "VIDEO_FRAMINGS",
     "ConversionTimeout",
     "FrameSmoother",
     "VideoError",
