@@ -22,6 +22,7 @@ from PIL import Image
 
 pytest.importorskip("ray.serve")
 pytest.importorskip("prometheus_client")
+from conftest import torch_threads
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from harness import all_at_once, assert_stylised, client, delta, running_app, scrape, stats
@@ -69,12 +70,8 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
     assert sum(delta(before, after, "animegan_replica_conversions_total", replica=r["replica"]) for r in replicas) == 8
 
     png, text = results[0]  # type: ignore[misc]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the replicas run: in bf16 another thread count rounds differently (up to 3 of 255)
-    try:
+    with torch_threads(1):  # as the replicas run: in bf16 another thread count rounds differently (up to 3 of 255)
         local = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=sides[0]).image
-    finally:
-        torch.set_num_threads(threads)
     with Image.open(png) as out:
         assert out.size == local.size
         diff = np.abs(np.asarray(out.convert("RGB"), np.int16) - np.asarray(local.convert("RGB"), np.int16))

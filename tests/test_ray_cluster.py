@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("ray.serve")
 yaml = pytest.importorskip("yaml")  # a dependency of ray
+from conftest import torch_threads
 from gradio_client import handle_file
 from harness import REPO, client, free_port, running_app
 
@@ -94,12 +94,8 @@ def test_the_documented_serve_config_runs_and_the_app_uses_it(cluster: str, haya
     # the app found the deployment that `serve run` made, and did not deploy replicas of its own
     assert "using the deployed application 'animegan'" in log, log[-3000:]
     assert "replica(s) of Stylizer" not in log
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the replica runs (1 CPU): in bf16 another thread count rounds differently
-    try:
+    with torch_threads(1):  # as the replica runs (1 CPU): in bf16 another thread count rounds differently
         local = np.asarray(stylize(str(small_photo), "hayao", registry=registry, device="cpu", max_side=0).image)
-    finally:
-        torch.set_num_threads(threads)
     remote = np.asarray(Image.open(png).convert("RGB"))
     assert remote.shape == local.shape and note.startswith("Hayao style"), note
     # the same engine; a replica's thread count (1 CPU: 1 thread) may only change float rounding
