@@ -459,7 +459,9 @@ def a8_messages(raw: Raw, server: Server) -> list[Row]:
     path = raw.upload(small_jpeg(32), "s.jpg")
     photo = {"path": path, "meta": {"_type": "gradio.FileData"}}
     rows = []
-    head, tail = "[" + json.dumps(photo) + ', "hayao", ', ', false, "face", "keep"]'  # numbers JSON cannot carry
+    # /stylize's inputs around a max side that JSON cannot carry, written into the raw body by hand
+    data = stylize_data(photo)
+    head, tail = json.dumps(data[:2])[:-1] + ", ", ", " + json.dumps(data[3:])[1:]
     cases: list[tuple[str, bytes | None, list[Any] | None]] = [
         ("max side 10**400", _join_body(fn, head + "1" + "0" * 400 + tail), None),
         ("max side Infinity", _join_body(fn, head + "Infinity" + tail), None),

@@ -108,14 +108,6 @@ def clean_weights_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-# Files that take longest (servers, browsers, clips), slowest first: run in this order, the two workers of
-# `pytest -n 2 --dist loadfile` start on them and finish on quick files instead of waiting on one long one at
-# the end. Items within a file keep their order (module fixtures stay shared). Order from `--durations=0`.
-SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "test_timeouts.py", "test_ray_cluster.py",
-              "test_video.py", "test_ray_backend.py", "test_app.py", "test_hardening_load.py", "test_metrics.py",
-              "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py")
-
-
 PROCESS_TORCH_THREADS = 0   # torch's own thread count in a fresh process (what the CLI and app subprocesses use)
 
 
@@ -142,6 +134,14 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# Files that take longest (servers, browsers, clips), slowest first: run in this order, the two workers of
+# `pytest -n 2 --dist loadfile` start on them and finish on quick files instead of waiting on one long one at
+# the end. Items within a file keep their order (module fixtures stay shared). Order from `--durations=0`.
+SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "test_timeouts.py", "test_ray_cluster.py",
+              "test_video.py", "test_ray_backend.py", "test_app.py", "test_hardening_load.py", "test_metrics.py",
+              "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
