@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from animegan import Registry  # noqa: E402
 from animegan.engine import LocalConverter  # noqa: E402
+from animegan.gradio_internals import recorded_files  # noqa: E402
 from animegan.memory import parse_bytes  # noqa: E402
 from animegan.request_guard import Limits, RequestGuard  # noqa: E402
 from animegan.result_cache import MemoryCache  # noqa: E402
@@ -97,15 +98,18 @@ app_kwargs = metrics.app_kwargs() if metrics is not None else {"routes": [], "mi
 app_kwargs["middleware"].insert(0, Middleware(
     RequestGuard, limits=Limits.for_upload_size(parse_bytes(config.max_file_size)),
     listeners=demo.animegan.listeners, on_refusal=metrics.refused if metrics is not None else None,
-    known_fn=lambda fn_index: fn_index in demo.fns))
+    known_fn=lambda fn_index: fn_index in demo.fns, slots=demo.animegan_video.webcam_slots()))
 launch_extra: dict = {"app_kwargs": app_kwargs}
 
-# Uploads go at exit even in a folder the operator chose (GRADIO_TEMP_DIR): Gradio's shutdown deletes only the
-# files its events touched, not every upload this process received.
-atexit.register(lambda: temp_files.remove_files(list(getattr(demo, "upload_file_set", ()))))
-# Partial uploads (a client that stopped mid-way) are removed once they stop growing.
-temp_files.PartialUploadSweeper(gradio_upload_folder(), stale_s=min(temp_files.PARTIAL_STALE_S, config.temp_max_age),
-                                every_s=min(temp_files.SWEEP_EVERY_S, max(1.0, config.temp_max_age / 2))).start()
+# At exit, even in a folder the operator chose (GRADIO_TEMP_DIR): every upload this process received and every copy
+# Gradio made of results and inputs. Gradio's own shutdown would delete the copies, but never runs once a connection
+# stays open (the MCP server keeps one); see animegan/gradio_internals.py.
+atexit.register(lambda: temp_files.remove_files(recorded_files(demo)))
+# Partial uploads (a client that stopped mid-way) are removed once they stop growing; the MCP server's copies of its
+# inputs once older than --temp-max-age (Gradio's delete_cache ages the rest).
+temp_files.TempSweeper(gradio_upload_folder(), stale_s=min(temp_files.PARTIAL_STALE_S, config.temp_max_age),
+                       every_s=min(temp_files.SWEEP_EVERY_S, max(1.0, config.temp_max_age / 2)),
+                       aged=[p for p in [demo.animegan.mcp_dir] if p is not None], max_age_s=config.temp_max_age).start()
 
 log.info("device %s, %d conversion(s) at once, %s torch thread(s) each, queue of %d; styles: %s",
          config.device, config.workers(), threads or "default", config.max_queue,

@@ -37,7 +37,7 @@ VIDEO_OUTCOMES = OUTCOMES | {"no_video", "unusable_video"}
 AUDIO_MODES = frozenset({"copied", "aac", "none"})
 WEBCAM_OUTCOMES = frozenset({"ok", "unusable_frame", "error"})
 REFUSAL_REASONS = frozenset({"body_too_large", "upload_too_large", "file_by_link", "mcp_link", "login_required",
-                             "unknown_endpoint"})
+                             "unknown_endpoint", "stream_busy"})
 CacheErrors = Callable[[], Mapping[str, int]]  # cache backend -> failures so far (the request ran without the cache)
 
 

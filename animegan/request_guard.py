@@ -10,6 +10,10 @@
   URL argument to an MCP tool.
 * **Login everywhere.** With ``--auth``, Gradio leaves some routes open (MCP discovery, heartbeat, cancel,
   reset, our /metrics). Every API route then needs the login cookie, except the few the login page itself uses.
+* **No waiting streams.** Gradio's queue has one ``max_size`` for the waiting events of every concurrency group,
+  so webcam streams waiting for a slot took the places of photos and videos. A join for a limited event (the
+  webcam stream) is refused (503, with a message that names it) when all its slots are in use; joins for it
+  pass one at a time, so two cannot both take the last slot.
 * **Who is listening.** Open result streams (``/queue/data`` per session, ``/call/NAME/EVENT`` per event) are
   counted, so a conversion can tell that its client has gone and stop (see ``ui``).
 
@@ -17,6 +21,7 @@ The middleware imports nothing from Gradio: it reads the login state Gradio keep
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable
@@ -49,6 +54,16 @@ class Limits:
         return cls(json=JSON_BODY_LIMIT, mcp=inline, upload=max_file_size + MULTIPART_SLACK, stream=inline)
 
 
+@dataclass(frozen=True)
+class Slots:
+    """Events that run in a few slots and must never wait in the queue: ``fns`` (their fn_index values),
+    ``in_use()`` (running or waiting now), ``limit`` and the refusal's text."""
+    fns: frozenset[int]
+    in_use: Callable[[], int]
+    limit: int
+    busy: str
+
+
 class Listeners:
     """Result streams open right now, by session hash or event id: is anyone still waiting for a result?"""
 
@@ -77,8 +92,11 @@ class RequestGuard:
     """The middleware. ``limits`` from ``--max-file-size``; ``listeners`` shared with the UI; ``on_refusal`` counts."""
 
     def __init__(self, app: Callable, limits: Limits, listeners: Listeners | None = None,
-                 on_refusal: Callable[[str], None] | None = None, known_fn: Callable[[int], bool] | None = None) -> None:
+                 on_refusal: Callable[[str], None] | None = None, known_fn: Callable[[int], bool] | None = None,
+                 slots: Slots | None = None) -> None:
         self.app = app
+        self.slots = slots
+        self._slots_lock = asyncio.Lock()
         self.limits = limits
         self.known_fn = known_fn  # fn_index -> exists? (Gradio answers an unknown one with a bare 500)
         self.listeners = listeners or Listeners()
@@ -120,6 +138,13 @@ class RequestGuard:
             text = "No such endpoint: see the API page for the app's endpoints." if problem == "unknown_endpoint" \
                 else LINK_REFUSED
             await self._refuse(send, 400, problem, {"detail": text})
+            return
+        if self.slots is not None and route == "/queue/join" and _fn_index(body) in self.slots.fns:
+            async with self._slots_lock:  # the count sees every join admitted before this one
+                if self.slots.in_use() >= self.slots.limit:
+                    await self._refuse(send, 503, "stream_busy", {"detail": self.slots.busy})
+                    return
+                await self.app(scope, _replay(body, receive), send)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -228,6 +253,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()  # afterwards: the real channel (a disconnect, for streaming responses)
     return again
+
+
+def _fn_index(body: bytes) -> int | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    fn = data.get("fn_index") if isinstance(data, dict) else None
+    return fn if isinstance(fn, int) and not isinstance(fn, bool) else None
 
 
 def _inspect(body: bytes, mcp: bool, known_fn: Callable[[int], bool] | None) -> str | None:

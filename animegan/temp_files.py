@@ -7,10 +7,15 @@
   the folders with our prefixes whose process is gone. Nothing without our prefixes is touched.
 * An upload cut off mid-way leaves Gradio's partial ``tmp*`` file at the top of the upload folder (complete
   uploads are moved into a subfolder at once). A sweeper removes those that stopped growing.
+* With ``--mcp``, Gradio's MCP server writes each base64 file argument to a file before uploading it to the app;
+  those go to ``animegan-mcp-PID-*`` (see :mod:`animegan.gradio_internals`), which the same sweeper ages out.
+* An input that can never be converted (not an image, not a video the app reads) is deleted at once, with every
+  copy of the same bytes the MCP server made (:func:`discard_refused`).
 """
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import os
 import re
@@ -26,7 +31,8 @@ log = logging.getLogger(__name__)
 
 UPLOADS_PREFIX = "animegan-uploads-"
 RESULTS_PREFIX = "animegan-results-"
-_OURS = re.compile(rf"^(?:{UPLOADS_PREFIX}|{RESULTS_PREFIX})(\d+)-")
+MCP_PREFIX = "animegan-mcp-"
+_OURS = re.compile(rf"^(?:{UPLOADS_PREFIX}|{RESULTS_PREFIX}|{MCP_PREFIX})(\d+)-")
 PARTIAL_STALE_S = 60.0    # an upload that wrote nothing for this long was abandoned
 SWEEP_EVERY_S = 30.0
 
@@ -117,16 +123,76 @@ def sweep_partial_uploads(upload_dir: str | Path, stale_s: float = PARTIAL_STALE
     return removed
 
 
-class PartialUploadSweeper:
-    """A daemon thread running :func:`sweep_partial_uploads` every ``every_s`` seconds."""
+def sweep_old_files(folder: str | Path, max_age_s: float) -> int:
+    """Remove the files under ``folder`` not written for ``max_age_s`` seconds, then the folders left empty."""
+    removed = 0
+    too_old = time.time() - max_age_s
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+                if max(info.st_mtime, info.st_ctime) < too_old:
+                    os.unlink(path)
+                    removed += 1
+            except OSError:
+                continue
+        if root != str(folder):
+            try:
+                os.rmdir(root)  # only if empty
+            except OSError:
+                pass
+    return removed
 
-    def __init__(self, upload_dir: str | Path, stale_s: float = PARTIAL_STALE_S, every_s: float = SWEEP_EVERY_S) -> None:
+
+def discard_refused(path: str | Path, inside: str | Path, copies: str | Path | None = None) -> int:
+    """Delete an input that can never be converted: ``path``, a regular file the upload gate let through, if it
+    lies inside ``inside`` (the upload folder, so never an example photo), and every file with the same bytes in
+    ``copies`` (the MCP server's folder, where the same input was written before it was uploaded). Returns how many
+    files went. Anything outside ``inside`` is left alone and never read."""
+    real = Path(os.path.realpath(path))
+    folder = Path(os.path.realpath(inside))
+    if not real.is_relative_to(folder) or real == folder or not real.is_file():
+        return 0
+    try:
+        size, digest = real.stat().st_size, _sha256(real)
+    except OSError:
+        return 0
+    doomed = [real]
+    if copies is not None:
+        for root, _, files in os.walk(copies):
+            for name in files:
+                other = Path(root) / name
+                try:
+                    if other.stat().st_size == size and _sha256(other) == digest:
+                        doomed.append(other)
+                except OSError:
+                    continue
+    return remove_files(doomed)
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+class TempSweeper:
+    """A daemon thread that, every ``every_s`` seconds, removes abandoned partial uploads
+    (:func:`sweep_partial_uploads`) and the files in ``aged`` folders older than ``max_age_s``
+    (:func:`sweep_old_files`)."""
+
+    def __init__(self, upload_dir: str | Path, stale_s: float = PARTIAL_STALE_S, every_s: float = SWEEP_EVERY_S,
+                 aged: list[Path] | None = None, max_age_s: float | None = None) -> None:
         self.upload_dir, self.stale_s, self.every_s = Path(upload_dir), stale_s, every_s
+        self.aged, self.max_age_s = list(aged or []), max_age_s
         self.removed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="animegan-upload-sweeper", daemon=True)
 
-    def start(self) -> PartialUploadSweeper:
+    def start(self) -> TempSweeper:
         self._thread.start()
         return self
 
@@ -139,6 +205,11 @@ class PartialUploadSweeper:
             if n:
                 self.removed += n
                 log.info("removed %d partial upload(s) abandoned mid-way", n)
+            for folder in self.aged if self.max_age_s is not None else ():
+                n = sweep_old_files(folder, self.max_age_s)
+                if n:
+                    self.removed += n
+                    log.info("removed %d file(s) older than %g s from %s", n, self.max_age_s, folder.name)
 
 
 def stop_cleanly_on_sigterm() -> None:

@@ -35,7 +35,7 @@ import torch
 from gradio.exceptions import InvalidPathError
 from PIL import Image
 
-from . import flags, imaging, memory, temp_files
+from . import flags, gradio_internals, imaging, memory, temp_files
 from .engine import ConversionTimeout, Converter, Deadline, LocalConverter, OutOfMemory, RunStats, StylizeResult
 from .framing import FRAMINGS, KEEP, DetectorMissing
 from .imaging import InvalidImageError
@@ -130,6 +130,12 @@ class StylizeApp:
         self.last_run: LastRun | None = None
         self.demo: gr.Blocks | None = None
         self.results_dir = temp_files.private_dir(temp_files.RESULTS_PREFIX)
+        # With --mcp, Gradio's MCP server writes each base64 input to a file before uploading it: into a folder of
+        # ours, aged out like uploads (app.py's sweeper) and removed at exit.
+        self.mcp_dir: Path | None = None
+        if config.mcp:
+            folder = temp_files.private_dir(temp_files.MCP_PREFIX)
+            self.mcp_dir = folder if gradio_internals.redirect_mcp_inputs(folder) else None
         # The only files a request may make the server read: Gradio's uploads and our example photos.
         self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
@@ -242,6 +248,8 @@ class StylizeApp:
             except gr.Error:
                 raise
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
+                if isinstance(exc, InvalidImageError):  # unusable whatever the settings: nothing of it stays on disk
+                    self.discard_refused(image)
                 raise user_error(exc, spec, side) from exc
             self.last_run = LastRun(result.stats, time.time(), gpus)
             return str(path), notice(result.stats, spec.name), result.stats, before
@@ -256,6 +264,15 @@ class StylizeApp:
             log.warning("photo refused: %s", exc.reason)
             raise gr.Error(exc.public, title="Unusable photo", print_exception=False) from None
         return data, _safe_stem(name)
+
+    def discard_refused(self, payload: Any) -> None:
+        """Delete an input that can never be converted (its upload, and the MCP server's copy of the same bytes);
+        payloads the upload gate refuses are never touched."""
+        try:
+            path, _ = self.gate.checked_path(payload)
+        except PhotoRefused:
+            return
+        temp_files.discard_refused(path, gradio_upload_folder(), self.mcp_dir)
 
     def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any, framing: Any = None,
                 background: Any = None, request: gr.Request = None):  # type: ignore[assignment]
@@ -793,18 +810,22 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
         except gr.Error:
             raise
         except InvalidPathError as exc:  # Gradio's own file check: the same answer as the upload gate's
-            noun = "video" if block_fn.api_name in VIDEO_ENDPOINTS else "photo"
+            noun = "video" if block_fn.api_name in VIDEO_ENDPOINTS else \
+                "webcam frame" if block_fn.api_name == WEBCAM_API else "photo"
             log.warning("%s refused by Gradio's file check: %s", noun, exc)
             error = gr.Error(REFUSED.replace("photo", noun), title=f"Unusable {noun}", print_exception=False)
             _observe_refusal(app, block_fn, error)
             raise error from None
         except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
             log.info("request refused before the handler (%s): %s", block_fn.api_name or block_fn.name, exc)
-            takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style id, "
-                                        "a max side in pixels, true/false for keep brightness, a framing "
-                                        "and a background (six values; gradio_client fills in the last two)")
-            error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
-                             title="Bad request", print_exception=False)
+            if block_fn.api_name == WEBCAM_API:
+                error = gr.Error(WEBCAM_TAKES, title="Unusable frame", print_exception=False)
+            else:
+                takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style "
+                                            "id, a max side in pixels, true/false for keep brightness, a framing "
+                                            "and a background (six values; gradio_client fills in the last two)")
+                error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
+                                 title="Bad request", print_exception=False)
             _observe_refusal(app, block_fn, error)
             raise error from None
 
@@ -815,11 +836,17 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
 VIDEO_ENDPOINTS = {"stylize_video": "/stylize_video takes a video file (uploaded first), a style id, a max side in "
                                     "pixels, true/false for temporal smoothing and a framing (five values; "
                                     "gradio_client fills in the last)"}
+# The webcam mirror's stream event (animegan/ui_video.py; not an API endpoint): its name and its refusal.
+WEBCAM_API = "mirror"
+WEBCAM_TAKES = ("This webcam frame can't be used: the webcam mirror takes a frame from the webcam (a JPEG, PNG or "
+                "WebP image, as the Webcam mirror tab sends it), a style id and true/false for temporal smoothing.")
 
 
 def _observe_refusal(app: StylizeApp, block_fn: Any, error: gr.Error) -> None:
     videos = getattr(app.demo, "animegan_video", None)
-    if block_fn.api_name in VIDEO_ENDPOINTS and videos is not None:
+    if block_fn.api_name == WEBCAM_API and videos is not None:
+        videos.count_frame("unusable_frame")
+    elif block_fn.api_name in VIDEO_ENDPOINTS and videos is not None:
         videos._observe(None, time.perf_counter(), None, error)
     else:
         app._observe(None, time.perf_counter(), error=error)

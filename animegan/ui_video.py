@@ -17,7 +17,6 @@ import base64
 import binascii
 import io
 import logging
-import os
 import shutil
 import threading
 import time
@@ -32,12 +31,24 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from . import imaging, memory, temp_files, video
+from . import gradio_internals, imaging, memory, video
 from .engine import ConversionTimeout, OutOfMemory
 from .imaging import InvalidImageError
 from .memory import DeviceError
+from .request_guard import Slots
 from .styles import StyleSpec
-from .ui import CONVERT_GROUP, ClientGone, ClientWatch, StylizeApp, _flag, _max_side, _safe_stem, style_label, user_error
+from .ui import (
+    CONVERT_GROUP,
+    WEBCAM_API,
+    ClientGone,
+    ClientWatch,
+    StylizeApp,
+    _flag,
+    _max_side,
+    _safe_stem,
+    style_label,
+    user_error,
+)
 from .upload_gate import PhotoRefused
 from .weights import WeightsError
 
@@ -136,7 +147,7 @@ class VideoApp:
                 if isinstance(exc, gr.Error):
                     raise
                 if isinstance(exc, video.VideoError):
-                    _discard_upload(source)  # unusable whatever the settings: nothing of it stays on disk
+                    app.discard_refused(str(source))  # unusable whatever the settings: nothing of it stays on disk
                     raise gr.Error(f"This video can't be used: {str(exc).rstrip('.')}.", title="Unusable video",
                                    print_exception=False) from None
                 if isinstance(exc, Exception):
@@ -182,14 +193,14 @@ class VideoApp:
             options = self.app.options.replace(style=spec.id, max_side=self.config.webcam_side)
             out = video.stylize_frame(photo.rgb, options, session.smoother, registry=self.app.registry)
         except InvalidImageError as exc:
-            self._count_frame("unusable_frame")
+            self.count_frame("unusable_frame")
             raise gr.Error(f"This webcam frame can't be used: {str(exc).rstrip('.')}.", title="Unusable frame",
                            print_exception=False) from None
         except Exception as exc:
-            self._count_frame("error")
+            self.count_frame("error")
             raise user_error(exc, spec, self.config.webcam_side) from exc
         session.tick()
-        self._count_frame("ok")
+        self.count_frame("ok")
         return {"url": jpeg_data_url(out), "orig_name": "webcam.jpg"}, session.fps_text(photo.size), session
 
     def _frame_bytes(self, frame: Any) -> bytes:
@@ -201,7 +212,7 @@ class VideoApp:
         if isinstance(url, str) and url.startswith("data:"):
             limit = self.app.gate.max_bytes
             if len(url) > limit * 4 // 3 + 64:
-                self._count_frame("unusable_frame")
+                self.count_frame("unusable_frame")
                 raise gr.Error(f"The webcam frame is larger than the {limit / (1 << 20):.0f} MB upload limit.",
                                title="Unusable frame", print_exception=False)
             prefix = next((p for p in _DATA_URL_TYPES if url.startswith(p)), None)
@@ -210,22 +221,34 @@ class VideoApp:
                     raise ValueError(url[:30])
                 return base64.b64decode(url[len(prefix):], validate=True)
             except (ValueError, binascii.Error):
-                self._count_frame("unusable_frame")
+                self.count_frame("unusable_frame")
                 raise gr.Error("The webcam frame is not a JPEG, PNG or WebP image.", title="Unusable frame",
                                print_exception=False) from None
         try:
             data, _ = self.app.gate.read(frame)
         except PhotoRefused as exc:
-            self._count_frame("unusable_frame")
+            self.count_frame("unusable_frame")
             log.warning("webcam frame refused: %s", exc.reason)
             raise gr.Error(exc.public.replace("photo", "webcam frame"), title="Unusable frame",
                            print_exception=False) from None
         return data
 
-    def _count_frame(self, outcome: str) -> None:
+    def count_frame(self, outcome: str) -> None:
         metrics = self.app.metrics
         if metrics is not None and hasattr(metrics, "record_webcam_frame"):
             metrics.record_webcam_frame(outcome)
+
+    def webcam_slots(self) -> Slots | None:
+        """The webcam stream's slots for the request guard: a stream beyond ``--webcam-streams`` is refused at the
+        door instead of waiting in Gradio's queue, whose one ``max_size`` would count it against the photos."""
+        demo = self.app.demo
+        fns = frozenset(i for i, fn in getattr(demo, "fns", {}).items() if fn.api_name == WEBCAM_API)
+        if not fns or self.config.webcam_streams <= 0:
+            return None
+        n = self.config.webcam_streams
+        return Slots(fns=fns, in_use=lambda: gradio_internals.group_in_use(demo, WEBCAM_GROUP), limit=n,
+                     busy=f"The webcam mirror is busy: {n} stream{'s' if n != 1 else ''} at a time, each for at most "
+                          f"{self.config.webcam_seconds} s. Start the webcam again in a moment.")
 
 
 @dataclass
@@ -305,15 +328,6 @@ def video_error(exc: Exception, spec: StyleSpec, side: int | None) -> gr.Error:
     return gr.Error(f"Something went wrong while converting this video (reference {ref}; the details are in the "
                     "server log). Try again, or try another clip or a smaller 'Max side'.",
                     title="Conversion failed", print_exception=False)
-
-
-def _discard_upload(path: Path) -> None:
-    """Delete a refused upload (and the per-upload folder Gradio made for it); never our example files."""
-    from .ui import gradio_upload_folder
-
-    folder = Path(os.path.realpath(gradio_upload_folder()))
-    if path.is_relative_to(folder) and path != folder:
-        temp_files.remove_files([path])
 
 
 def _mtime(path: Path) -> float:
@@ -434,7 +448,7 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
     camera.stream(videos.mirror, inputs=[camera, style, temporal, session], outputs=[mirror, fps, session],
                   stream_every=1.0 / config.webcam_fps, time_limit=config.webcam_seconds,
                   concurrency_limit=config.webcam_streams, concurrency_id=WEBCAM_GROUP, preprocess=False,
-                  postprocess=False, show_progress="hidden", api_visibility="private")
+                  postprocess=False, show_progress="hidden", api_name=WEBCAM_API, api_visibility="private")
 
 
 def _api_function(videos: VideoApp) -> Callable[..., tuple[str, str]]:
