@@ -102,8 +102,8 @@ app_kwargs["middleware"].insert(0, Middleware(
 launch_extra: dict = {"app_kwargs": app_kwargs}
 
 # At exit, even in a folder the operator chose (GRADIO_TEMP_DIR): every upload this process received and every copy
-# Gradio made of results and inputs. Gradio's own shutdown would delete the copies, but never runs once a connection
-# stays open (the MCP server keeps one); see animegan/gradio_internals.py.
+# Gradio made of results and inputs. Gradio's own shutdown would delete the copies, but after an MCP call it did not
+# run before the process exited; see animegan/gradio_internals.py.
 atexit.register(lambda: temp_files.remove_files(recorded_files(demo)))
 # Partial uploads (a client that stopped mid-way) are removed once they stop growing; the MCP server's copies of its
 # inputs once older than --temp-max-age (Gradio's delete_cache ages the rest).

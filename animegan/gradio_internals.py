@@ -58,10 +58,10 @@ def recorded_files(demo: Any) -> list[str]:
     (each block's ``temp_files``, gathered in ``temp_file_sets``), except those it keeps on purpose
     (``keep_in_cache``: Gradio's copies of our example photos).
 
-    Gradio deletes these itself at shutdown, at the end of its lifespan. Uvicorn reaches that only once every
-    connection has closed, and Gradio waits 5 s for it before the process exits; the MCP server's own
-    ``gradio_client`` keeps a connection open, so after any MCP call SIGTERM left every copy behind. The app
-    deletes them at exit itself.
+    Gradio deletes these itself at shutdown, at the end of its lifespan, which uvicorn reaches only once its
+    connections have closed; Gradio waits 5 s for that (``http_server.Server.close``) before the process goes on
+    to exit. After any MCP call it did not get there (most likely held by the MCP server's own loopback
+    ``gradio_client``), and SIGTERM left every copy behind. The app deletes them at exit itself.
     """
     sets = getattr(demo, "temp_file_sets", None)
     if sets is None:

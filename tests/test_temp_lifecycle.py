@@ -229,3 +229,13 @@ def test_files_unchanged_for_the_max_age_are_swept_with_their_folders(tmp_path: 
     assert old.exists() and new.exists()
     assert temp_files.sweep_old_files(tmp_path, 0) == 2
     assert tmp_path.exists() and not list(tmp_path.iterdir())
+
+
+def test_orphaned_mcp_folders_go_at_the_next_start(tmp_path: Path) -> None:
+    dead = 2**22 + 54321  # above the default pid_max: no such process
+    orphan, alive = tmp_path / f"{temp_files.MCP_PREFIX}{dead}-ab", tmp_path / f"{temp_files.MCP_PREFIX}{os.getppid()}-cd"
+    for folder in (orphan, alive):
+        folder.mkdir()
+        (folder / "file.jpg").write_bytes(b"x")
+    assert temp_files.remove_orphans(tmp_path) == [orphan]
+    assert alive.exists()
