@@ -512,6 +512,60 @@ def a9_auth(raw: Raw, server: Server, user: str, password: str) -> list[Row]:
     return rows
 
 
+# -- issue 22: MCP inputs and the webcam stream (items 10, 11 and the webcam points) -------------------------------
+def _mcp_call(raw: Raw, tool: str, arguments: dict) -> dict | None:
+    """One MCP tools/call over streamable HTTP, by hand; the JSON-RPC result (None: no MCP server)."""
+    r = raw.http.post("gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                                "params": {"name": tool, "arguments": arguments}},
+                      headers={"accept": "application/json, text/event-stream"}, timeout=120)
+    if r.status_code != 200:
+        return None
+    for line in r.text.splitlines():
+        if line.startswith("data:"):
+            return json.loads(line[5:]).get("result")
+    return None
+
+
+def a10_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
+    """A refused MCP input leaves no file; the webcam's refusals name it; streams beyond the limit never queue."""
+    import base64
+    import hashlib
+
+    rows = []
+    junk = os.urandom(4000)
+    result = _mcp_call(raw, "stylize", {"image": "data:image/png;base64," + base64.b64encode(junk).decode(),
+                                        "style": "hayao", "max_side": 0, "keep_brightness": False})
+    if result is not None and server.upload_dir:
+        digest = hashlib.sha256(junk).hexdigest()
+        left = [p for p in server.upload_dir.parent.rglob("*")
+                if p.is_file() and not p.is_symlink() and p.stat().st_size == len(junk)
+                and hashlib.sha256(p.read_bytes()).hexdigest() == digest]
+        rows.append(Row("10", "MCP stylize with 4 KB of noise as a base64 PNG", "refused, no copy left on disk",
+                        f"error {result.get('isError')}, {len(left)} file(s) with its bytes left",
+                        bool(result.get("isError")) and not left))
+    fn = next((d["id"] for d in raw.config()["dependencies"] if d.get("api_name") == "mirror"), None)
+    if fn is None:
+        return rows
+    status, msg = raw.call(fn, [5, "hayao", True, None], timeout=30)
+    text = error_text(msg) or ""
+    rows.append(Row("w", "webcam stream with a number as the frame", "a message naming the webcam",
+                    f"HTTP {status}: {text[:90]}", "webcam" in text and "/stylize" not in text))
+    frame = {"url": "data:image/jpeg;base64," + base64.b64encode(small_jpeg(64)).decode(),
+             "meta": {"_type": "gradio.FileData"}}
+    deadline = time.monotonic() + 10  # the stream above frees its slot a moment after its answer
+    while (joined := raw.join(fn, [frame, "hayao", True, None]))[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status, first, _ = joined
+    extra = [raw.join(fn, [frame, "hayao", True, None])[:2] for _ in range(3)]
+    queued = _stats(raw)["queued"]
+    if status == 200:
+        raw.http.post(f"gradio_api/stream/{first['event_id']}/close")
+    rows.append(Row("w", "3 webcam streams beyond --webcam-streams 1", "refused at once, none waits in the queue",
+                    f"HTTP {[s for s, _ in extra]}, {queued} waiting",
+                    status == 200 and queued == 0 and all(s == 503 and "webcam" in str(a) for s, a in extra)))
+    return rows
+
+
 # -- running it ------------------------------------------------------------------------------------------
 def print_table(rows: Sequence[Row]) -> None:
     print("| # | attack | must | observed | held |")
@@ -529,6 +583,7 @@ def run_all(raw: Raw, server: Server, timeout_s: float, sweep_wait_s: float,
         lambda: a3_decoders(raw, server, timeout_s), lambda: a4_bodies(raw, server),
         lambda: a5_partial_uploads(raw, server, sweep_wait_s), lambda: a6_metrics(raw, server),
         lambda: a7_abandoned(raw, server), lambda: a8_messages(raw, server)]
+    steps.append(lambda: a10_mcp_and_webcam(raw, server))  # issue 22
     if auth:
         steps.append(lambda: a9_auth(raw, server, *auth))
     for step in steps:
@@ -596,7 +651,7 @@ def sigterm_rows(proc: Any, upload_dir: Path, tmp: Path) -> list[Row]:
     # Not uploads: the planted symlink, and Gradio's copies of the app's own example photos (kept on purpose).
     ours = {"innocent.png"} | {p.name for p in (app_process.REPO / "animegan" / "examples").glob("*")}
     files_before = [p for p in upload_dir.rglob("*") if p.is_file() and p.name not in ours]
-    results = list(tmp.glob("animegan-results-*"))
+    results = list(tmp.glob("animegan-results-*")) + list(tmp.glob("animegan-mcp-*"))  # + MCP inputs (issue 22)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=60)
