@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from animegan import Registry  # noqa: E402
 from animegan.engine import LocalConverter  # noqa: E402
-from animegan.gradio_internals import recorded_files  # noqa: E402
+from animegan.gradio_internals import recorded_files
 from animegan.memory import parse_bytes  # noqa: E402
 from animegan.request_guard import Limits, RequestGuard  # noqa: E402
 from animegan.result_cache import MemoryCache  # noqa: E402

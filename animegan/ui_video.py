@@ -7,7 +7,9 @@
   same place in the queue as a photo. The deadline (``--timeout``), the client watch (a closed page, an API
   client gone) and the Stop button are checked between frames; a stopped or failed run leaves no file behind.
 * **Webcam mirror**: a ``.stream()`` event on its own concurrency group (a stream holds its slot for its whole
-  time limit, so it must not block conversions). Gradio keeps only the newest frame a stream has sent, so frames
+  time limit, so it must not block conversions). A stream beyond ``--webcam-streams`` is refused by the request
+  guard (:meth:`VideoApp.webcam_slots`) rather than left waiting in Gradio's queue, where it would take a photo's
+  place. Gradio keeps only the newest frame a stream has sent, so frames
   that arrive while one is being stylised are dropped, never queued. Each frame passes the same size and pixel
   gates as a photo; each session has its own :class:`~animegan.video.FrameSmoother` and fps reading.
 """
