@@ -659,8 +659,8 @@ def sigterm_rows(proc: Any, upload_dir: Path, tmp: Path) -> list[Row]:
         proc.kill()
     left = [p for p in upload_dir.rglob("*") if p.is_file() and p.name not in ours and p.exists()]
     results_left = [p for p in results if p.exists()]
-    return [Row("5", f"SIGTERM with {len(files_before)} upload(s) and {len(results)} results folder(s) on disk",
-                "all removed", f"{len(left)} upload(s) and {len(results_left)} results folder(s) left "
+    return [Row("5", f"SIGTERM with {len(files_before)} upload(s) and {len(results)} results or MCP folder(s) on disk",
+                "all removed", f"{len(left)} upload(s) and {len(results_left)} results or MCP folder(s) left "
                 f"{[p.name for p in left][:6]}, exit code {proc.returncode}", not left and not results_left)]
 
 
