@@ -137,7 +137,7 @@ _MOV_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
 # Still pictures, recognised only to say so (FFmpeg reads them as one-frame "videos").
 _STILLS = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpeg"), (b"BM", "bmp"), (b"II*\0", "tiff"), (b"MM\0*", "tiff"))
 SNIFF_BYTES = 4096
-MAX_STREAMS = 16          # streams of any kind in one file (FFmpeg stops the demuxer at more)
+MAX_STREAMS = 16          # streams of any kind in one file (FFmpeg's demuxers stop at one more)
 MAX_AUDIO_STREAMS = 4     # audio streams kept; later ones are left out, with a notice
 OPEN_TIMEOUT_S = 20.0     # FFmpeg's open and probe, at most (and never past the run's deadline)
 READ_TIMEOUT_S = 10.0     # one packet read, at most (FFmpeg's interrupt callback)
@@ -208,7 +208,7 @@ def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXEL
     if fmt is None:
         raise VideoError(_unknown_container(head))
     cap = str(_decoder_cap(max_pixels))
-    options = {"format_whitelist": fmt, "protocol_whitelist": "file", "max_streams": str(MAX_STREAMS),
+    options = {"format_whitelist": fmt, "protocol_whitelist": "file", "max_streams": str(MAX_STREAMS + 1),
                "enable_drefs": "0", "use_absolute_path": "0",
                "max_pixels": cap}  # also given to the decoders the probe opens (avformat_find_stream_info)
     open_s = OPEN_TIMEOUT_S if timeout is None else max(0.1, min(timeout, OPEN_TIMEOUT_S))
@@ -219,6 +219,9 @@ def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXEL
         raise VideoError(f"not a video this app can read (FFmpeg: {_reason(exc)}; {CONTAINERS[fmt]} reader, "
                          f"at most {MAX_STREAMS} streams); the file is damaged or not a video") from None
     try:
+        if len(container.streams) > MAX_STREAMS:  # FFmpeg made one more, then stopped or refused the file
+            raise VideoError(f"the file has more than {MAX_STREAMS} streams (video, sound, subtitles...); "
+                             f"the limit is {MAX_STREAMS}")
         for stream in container.streams:
             if stream.type == "video" and stream.codec_context is not None:
                 stream.codec_context.options = {"max_pixels": cap}
@@ -281,7 +284,7 @@ def probe(path: str | os.PathLike, limits: VideoLimits | None = None, timeout: f
         if frames > limits.max_frames:
             raise VideoError(f"the video has {frames} frames; the limit is {limits.max_frames}. Trim it or "
                              "lower its frame rate first.")
-        rotation = _first_frame_rotation(container, stream)
+        rotation = _first_frame_rotation(container, stream, limits.max_pixels)
         if rotation % 180:
             w, h = h, w
         return VideoInfo(width=w, height=h, frames=frames, fps=fps, seconds=seconds, rotation=rotation,
@@ -299,15 +302,16 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                          max_pixels: int) -> int:
     """Decode the first frame: it carries the display matrix, and a file whose frames never decode is caught here."""
     try:
         for frame in container.decode(stream):
             return _quarter_turns(frame.rotation) * 90
     except av.error.FFmpegError as exc:
         raise VideoError(f"the video's first frame cannot be decoded (FFmpeg: {_reason(exc)}); the file is "
-                         "damaged, in a codec this build cannot read, or its frames are larger than its header "
-                         "says") from None
+                         "damaged, in a codec this build cannot read, or its frame is over the "
+                         f"{max_pixels / 1e6:.0f} MP limit (its header claimed less)") from None
     raise VideoError("the video has no frame that can be decoded; the file is damaged or truncated")
 
 
@@ -644,7 +648,8 @@ def _decode(source: str, size: tuple[int, int], rotation: int, audio: set[int], 
                 if counter[0] > limits.max_frames:
                     raise VideoError(f"the video has more than {limits.max_frames} frames (more than its header "
                                      "says); trim it or lower its frame rate first")
-                t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                base = frame.time_base or video.time_base  # frames drained at the end carry none
+                t = float(frame.pts * base) if frame.pts is not None else None
                 if t is not None and sound.origin is not None and t - sound.origin > limits.max_seconds:
                     raise VideoError(f"the video runs past {limits.max_seconds:g} s (longer than its header says); "
                                      "trim it first")
@@ -658,7 +663,7 @@ def _decode(source: str, size: tuple[int, int], rotation: int, audio: set[int], 
                 if crop:
                     top, left = (rgb.shape[0] - crop[1]) // 2, (rgb.shape[1] - crop[0]) // 2
                     rgb = np.ascontiguousarray(rgb[top:top + crop[1], left:left + crop[0]])
-                if not _put(out, _Frame(rgb, frame.pts, frame.time_base), stop) or not send_sound(sound.frame(t)):
+                if not _put(out, _Frame(rgb, frame.pts, base), stop) or not send_sound(sound.frame(t)):
                     return False
             return True
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -223,6 +224,152 @@ def lying_ico(inner_side: int = 12000) -> bytes:
 
 
 # -- the attacks, numbered as in the issue -----------------------------------------------------------------
+# -- the videos an attacker sends (issue 22): built here with PyAV, nothing committed ---------------------
+def clip_bytes(frames: int = 12, size: tuple[int, int] = (64, 48), fps: int = 12, fmt: str = "mp4",
+               codec: str = "libx264") -> bytes:
+    """A small real clip (moving noise), no sound."""
+    import av
+
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        v = out.add_stream(codec, rate=fps)
+        v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+    return buf.getvalue()
+
+
+def hls_playlist(entries: Sequence[str], live: bool = False, seconds: float = 1.2) -> bytes:
+    """An HLS media playlist naming ``entries`` (paths, file: URLs); ``live``: no end, each entry an hour long."""
+    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{3600 if live else 4}"]
+    for entry in entries:
+        lines += [f"#EXTINF:{3600 if live else seconds},", entry]
+    if not live:
+        lines.append("#EXT-X-ENDLIST")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def hls_master_self(name: str) -> bytes:
+    """An HLS master playlist whose one variant is itself."""
+    return f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n{name}\n".encode()
+
+
+def ffconcat_self(name: str) -> bytes:
+    """An ffconcat list whose one entry is itself."""
+    return f"ffconcat version 1.0\nfile {name}\n".encode()
+
+
+def _png(width: int, height: int) -> bytes:
+    """A flat 16-bit RGBA PNG: a few hundred kB that decode to width x height x 8 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + width * 8)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def png_frame_mov(side: int, at: int = 0, frames: int = 4) -> bytes:
+    """A MOV of 64x64 PNG frames (so its header says 64x64) whose frame ``at`` is a side x side PNG."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mov") as out:
+        v = out.add_stream("png", rate=12)
+        v.width, v.height, v.pix_fmt = 64, 64, "rgb24"
+        packets = []
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), "rgb24")
+            frame.pts = i
+            packets += v.encode(frame)
+        packets += v.encode()
+        for i, packet in enumerate(packets):
+            if i == at:
+                big = av.Packet(_png(side, side))
+                big.pts, big.dts, big.time_base, big.is_keyframe = packet.pts, packet.dts, packet.time_base, True
+                big.stream = v
+                packet = big
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _mp2_packets(out: Any, count: int, streams: int = 1, frames: int = 0) -> None:
+    """``count`` packets of 8 kb/s MP2 noise (one encoded packet repeated) on each of ``streams`` audio streams
+    of ``out``, after ``frames`` 64x48 H.264 frames at 12 fps."""
+    import av
+
+    first = out.add_stream("mp2", rate=16000, layout="mono")
+    first.bit_rate = 8000
+    sound = [first, *(out.add_stream_from_template(first) for _ in range(streams - 1))]
+    video = None
+    if frames:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    noise = av.AudioFrame.from_ndarray((np.random.default_rng(2).integers(-3000, 3000, (1, 1152))).astype(np.int16),
+                                       format="s16", layout="mono")
+    noise.sample_rate, noise.pts = 16000, 0
+    encoded = list(first.encode(noise)) + list(first.encode())
+    payload = bytes(encoded[0])
+    rng = np.random.default_rng(9)
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb24")
+        frame.pts = i
+        out.mux(video.encode(frame))
+    if video is not None:
+        out.mux(video.encode())
+    for k in range(count):
+        for stream in sound:
+            packet = av.Packet(payload)
+            packet.pts = packet.dts = k * 1152
+            packet.time_base, packet.stream = Fraction(1, 16000), stream
+            out.mux(packet)
+
+
+def many_audio_mkv(streams: int) -> bytes:
+    """An MKV with one second of 64x48 video and ``streams`` MP2 audio streams."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        _mp2_packets(out, 14, streams=streams, frames=12)
+    return buf.getvalue()
+
+
+def sound_tail(seconds: float, frames: int = 5, fmt: str = "mp4") -> bytes:
+    """``frames`` video frames, then ``seconds`` of 8 kb/s MP2 noise: sound long after the last picture (in an MP4
+    the video track's own duration is the frames', so the header passes a duration limit)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        _mp2_packets(out, round(seconds * 16000 / 1152), frames=frames)
+    return buf.getvalue()
+
+
+def raw_h264(frames: int) -> bytes:
+    """An H.264 elementary stream: no container, so no frame count and no duration."""
+    return clip_bytes(frames, fmt="h264")
+
+
+def mkv_claiming_one_second(frames: int) -> bytes:
+    """A real MKV of ``frames`` frames at 12 fps whose segment header says it lasts 1 s."""
+    import struct
+
+    data = bytearray(clip_bytes(frames, fmt="matroska"))
+    at = data.find(b"\x44\x89\x88")  # Duration, an 8-byte float in milliseconds
+    data[at + 3:at + 11] = struct.pack(">d", 1000.0)
+    return bytes(data)
+
+
 def a1_server_files(raw: Raw, server: Server) -> list[Row]:
     rows = []
     fn = raw.fn_index("stylize")
