@@ -5,6 +5,9 @@ A video is the photo path once per frame inside a small bounded pipeline: a deco
 engine's memory plan, and an encode thread writes H.264 behind it. At most ``QUEUE_ITEMS`` items wait
 between two stages, so memory does not grow with the duration and the model never waits on the codecs.
 
+* Input: only the containers of :data:`CONTAINERS`, recognised from their first bytes and named to FFmpeg, so that
+  no playlist or list reader (which would open other files on the server) ever runs; every limit is checked from
+  the header and again while decoding (frames counted, timestamps, each frame's pixels before allocation).
 * Output: MP4, H.264 yuv420p, ``+faststart`` (the index first, so browsers play while downloading).
 * Sound: each audio stream is copied packet for packet when MP4 takes its codec, else re-encoded to AAC.
 * Timing: every frame keeps its own timestamp (variable frame rate stays variable), so the output has the
@@ -62,8 +65,6 @@ X264_PRESET = "veryfast"          # the model dominates; a slow preset would ste
 MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})  # codecs copied into MP4 as they are
 # Sample rates the AAC encoder takes (other sound is re-encoded to AAC); sound at another rate goes to 48 kHz.
 AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
-# Container formats FFmpeg uses for single pictures: those inputs are photos, not videos.
-STILL_FORMATS = ("image2", "_pipe", "webp", "png", "bmp", "tiff")
 
 
 class VideoError(ValueError):
@@ -216,8 +217,8 @@ def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXEL
         container = av.open(str(p), format=fmt, options=options, metadata_errors="ignore",
                             timeout=(open_s, READ_TIMEOUT_S))
     except av.error.FFmpegError as exc:
-        raise VideoError(f"not a video this app can read (FFmpeg: {_reason(exc)}; {CONTAINERS[fmt]} reader, "
-                         f"at most {MAX_STREAMS} streams); the file is damaged or not a video") from None
+        raise VideoError(f"not a video this app can read (FFmpeg's {CONTAINERS[fmt]} reader: {_reason(exc)}); "
+                         "the file is damaged or truncated") from None
     try:
         if len(container.streams) > MAX_STREAMS:  # FFmpeg made one more, then stopped or refused the file
             raise VideoError(f"the file has more than {MAX_STREAMS} streams (video, sound, subtitles...); "

@@ -1,4 +1,4 @@
-"""Replay the public-link attacks (issue 12) against the real app over raw HTTP and print what each got.
+"""Replay the public-link attacks (issues 12 and 22) against the real app over raw HTTP and print what each got.
 
 Each row is one hostile request as a script would send it (no gradio_client: hand-written JSON, multipart and
 SSE), what the app must do now, and what it did. By default the script starts its own app on 127.0.0.1 (so it
@@ -6,6 +6,7 @@ also knows the server's side: its process for RSS, its upload folder, a planted 
 it), runs every attack, stops the app with SIGTERM and checks what was left on disk:
 
     python bench/attack.py --weights hayao=PATH/hayao.pt
+    python bench/attack.py --weights hayao=PATH/hayao.pt --only videos   # issue 22's hostile videos alone
 
 ``--url http://127.0.0.1:7860/`` attacks an app that is already running instead (rows that need the server's
 side are skipped; pass ``--secret PATH`` to try reading a known server image). Exit status 0 when every row held.
@@ -659,6 +660,91 @@ def a9_auth(raw: Raw, server: Server, user: str, password: str) -> list[Row]:
     return rows
 
 
+def _fds(server: Server) -> int | None:
+    return None if server.pid is None else len(os.listdir(f"/proc/{server.pid}/fd"))
+
+
+def _video_row(raw: Raw, server: Server, item: str, attack: str, data: bytes, name: str, limit_s: float,
+               rss_mib: int = 100, bounded: Callable[[Path], str | None] | None = None) -> Row:
+    """Upload ``data`` as ``name``, convert it over raw HTTP: held when refused (or, with ``bounded``, converted
+    to a result ``bounded`` finds nothing wrong with) within ``limit_s``, RSS growth under ``rss_mib``, open files
+    back to where they were."""
+    upload = raw.upload(data, name)
+    fds = _fds(server)
+    with peak_rss(server) as rss:
+        t = time.monotonic()
+        _, msg = raw.call(raw.fn_index("stylize_video"),
+                               [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64, True, "whole"],
+                               timeout=limit_s + 30)
+        took = time.monotonic() - t
+    grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None
+    fds_after = _fds(server)
+    if msg is None:
+        outcome, ok = f"no answer in {limit_s + 30:g} s", False
+    elif msg.get("success"):
+        result = Path(msg["output"]["data"][0]["path"])
+        problem = bounded(result) if bounded else "converted"
+        outcome, ok = (problem or "converted, bounded"), problem is None
+        outcome += f" ({result.stat().st_size / MiB:.1f} MB result)" if result.exists() else ""
+    else:
+        outcome, ok = str(error_text(msg))[:110], True
+    ok = ok and took < limit_s and (grew is None or grew < rss_mib * MiB) and (fds is None or fds_after <= fds + 2)
+    must = "converted, bounded" if bounded else "refused"
+    return Row(item, f"{attack} ({len(data) / MiB:.2f} MB)", f"{must} in < {limit_s:g} s, RSS < +{rss_mib} MiB",
+               f"{outcome} ({took:.1f} s, RSS +{mib(grew)}, fds {fds}->{fds_after})", ok)
+
+
+def _sound_bounded(result: Path) -> str | None:
+    import av
+
+    with av.open(str(result)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    with av.open(str(result)) as c:
+        seconds = c.duration / 1e6 if c.duration else 0.0
+    return None if frames == 5 and seconds < 2.0 else f"{frames} frames, {seconds:.0f} s long"
+
+
+def a10_videos(raw: Raw, server: Server, timeout_s: float, unbounded: bool = True) -> list[Row]:
+    """Issue 22's hostile videos. ``unbounded``: also the two that grow without end on an unfixed server (a
+    self-naming HLS master playlist: RSS; a self-naming ffconcat list: file descriptors)."""
+    secret = server.folder / "private.mp4" if server.folder else None
+    if secret is not None and not secret.exists():
+        secret.write_bytes(clip_bytes(12, (96, 64)))
+    limit = timeout_s + 5
+    rows = []
+    if secret is not None:
+        entries = {"absolute path": str(secret), "file: URL": f"file:{secret}",
+                   "relative path": os.path.relpath(secret, Path(raw.upload(b"#", "where.txt")).parent)}
+        for what, entry in entries.items():
+            for name in ("x.m3u8", "x.m3u", "x.mp4"):
+                rows.append(_video_row(raw, server, "1", f"HLS playlist {name} naming a server clip by {what}",
+                                       hls_playlist([entry]), name, limit))
+    segment = raw.upload(clip_bytes(12), "segment.mp4")
+    rows.append(_video_row(raw, server, "2", "live HLS playlist (no end, EXTINF:3600) of the user's own segment",
+                           hls_playlist([segment], live=True), "live.m3u8", limit))
+    if unbounded:
+        rows.append(_video_row(raw, server, "3", "HLS master playlist naming itself", hls_master_self("self.m3u8"),
+                               "self.m3u8", limit))
+        rows.append(_video_row(raw, server, "4", "ffconcat list naming itself", ffconcat_self("self.mp4"), "self.mp4",
+                               limit))
+    rows.append(_video_row(raw, server, "1", "DASH manifest naming a server clip",
+                           f'<?xml version="1.0"?><MPD><Period><AdaptationSet><Representation><BaseURL>{secret}'
+                           '</BaseURL></Representation></AdaptationSet></Period></MPD>'.encode(), "m.mpd", limit))
+    rows.append(_video_row(raw, server, "1", "SDP file (RTP over UDP)",
+                           b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n",
+                           "a.sdp", limit))
+    for at in (0, 2):
+        rows.append(_video_row(raw, server, "5", f"MOV saying 64x64, frame {at + 1} a 13000x13000 16-bit PNG",
+                               png_frame_mov(13000, at), f"lie{at}.mov", limit))
+    rows.append(_video_row(raw, server, "6", "MKV with 990 audio streams", many_audio_mkv(990), "many.mkv", limit))
+    rows.append(_video_row(raw, server, "8", "raw .h264 stream of 224 frames (--max-video-frames 6)", raw_h264(224), "s.h264", limit))
+    rows.append(_video_row(raw, server, "8", "MKV of 224 frames whose header says 1 s (--max-video-frames 6)", mkv_claiming_one_second(224),
+                           "one.mkv", limit))
+    rows.append(_video_row(raw, server, "9", "MP4: 5 frames, then 5.2 h of 8 kb/s MP2", sound_tail(5.2 * 3600),
+                           "tail.mp4", limit, bounded=_sound_bounded))
+    return rows
+
+
 # -- running it ------------------------------------------------------------------------------------------
 def print_table(rows: Sequence[Row]) -> None:
     print("| # | attack | must | observed | held |")
@@ -669,15 +755,18 @@ def print_table(rows: Sequence[Row]) -> None:
 
 
 def run_all(raw: Raw, server: Server, timeout_s: float, sweep_wait_s: float,
-            auth: tuple[str, str] | None = None) -> list[Row]:
+            auth: tuple[str, str] | None = None, unbounded: bool = True, only: str | None = None) -> list[Row]:
     rows: list[Row] = []
     steps: list[Callable[[], list[Row]]] = [
         lambda: a1_server_files(raw, server), lambda: a2_unqueued_decode(raw, server),
         lambda: a3_decoders(raw, server, timeout_s), lambda: a4_bodies(raw, server),
         lambda: a5_partial_uploads(raw, server, sweep_wait_s), lambda: a6_metrics(raw, server),
-        lambda: a7_abandoned(raw, server), lambda: a8_messages(raw, server)]
+        lambda: a7_abandoned(raw, server), lambda: a8_messages(raw, server),
+        lambda: a10_videos(raw, server, timeout_s, unbounded)]
     if auth:
         steps.append(lambda: a9_auth(raw, server, *auth))
+    if only == "videos":
+        steps = [lambda: a10_videos(raw, server, timeout_s, unbounded)]
     for step in steps:
         try:
             got = step()
@@ -709,10 +798,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url", help="attack an app that is already running instead")
     p.add_argument("--secret", type=Path, help="with --url: an image on the server outside its upload folder")
     p.add_argument("--timeout", type=float, default=5.0, help="the app's --timeout (default 5)")
+    p.add_argument("--only", choices=["videos"], help="run only the hostile videos (issue 22)")
+    p.add_argument("--skip-unbounded", action="store_true",
+                   help="leave out the videos that grow without end on an unfixed server (to replay an old commit)")
     a = p.parse_args(argv)
     if a.url:
         server = Server(a.url, secret=a.secret)
-        rows = run_all(Raw(a.url), server, a.timeout, sweep_wait_s=0)
+        rows = run_all(Raw(a.url), server, a.timeout, sweep_wait_s=0, unbounded=not a.skip_unbounded, only=a.only)
         print_table(rows)
         return 0 if all(r.held for r in rows) else 1
     if not a.weights:
@@ -726,14 +818,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret, folder = plant(tmp, upload_dir)
         env = {"GRADIO_TEMP_DIR": str(upload_dir), "TMPDIR": str(tmp)}
         common = ["--weights", weights, "--offline", "--device", "cpu", "--timeout", str(a.timeout),
-                  "--temp-max-age", "4", "--result-cache-size", "0", "--max-queue", "64"]
+                  "--temp-max-age", "4", "--result-cache-size", "0", "--max-queue", "64", "--max-video-frames", "6"]
         with running_app([*common, "--metrics", "--mcp"], tmp / "open", env=env) as app:
             server = Server(app.url, app.proc.pid, upload_dir, secret, folder, app.log)
-            rows = run_all(Raw(app.url), server, a.timeout, sweep_wait_s=15)
+            rows = run_all(Raw(app.url), server, a.timeout, sweep_wait_s=15, unbounded=not a.skip_unbounded,
+                           only=a.only)
             rows += sigterm_rows(app.proc, upload_dir, tmp)
-        with running_app([*common, "--metrics", "--mcp", "--auth", f"{user}:{password}"], tmp / "auth",
-                         env={**env, "GRADIO_TEMP_DIR": str(tmp / "uploads-auth")}) as app:
-            rows += a9_auth(Raw(app.url), Server(app.url, app.proc.pid), user, password)
+        if a.only is None:
+            with running_app([*common, "--metrics", "--mcp", "--auth", f"{user}:{password}"], tmp / "auth",
+                             env={**env, "GRADIO_TEMP_DIR": str(tmp / "uploads-auth")}) as app:
+                rows += a9_auth(Raw(app.url), Server(app.url, app.proc.pid), user, password)
     print_table(rows)
     return 0 if all(r.held for r in rows) else 1
 
