@@ -335,13 +335,13 @@ def _mp2_packets(out: Any, count: int, streams: int = 1, frames: int = 0) -> Non
             out.mux(packet)
 
 
-def many_audio_mkv(streams: int) -> bytes:
-    """An MKV with one second of 64x48 video and ``streams`` MP2 audio streams."""
+def many_audio_mkv(streams: int, frames: int = 5) -> bytes:
+    """An MKV with ``frames`` 64x48 video frames and ``streams`` MP2 audio streams as long."""
     import av
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
-        _mp2_packets(out, 14, streams=streams, frames=12)
+        _mp2_packets(out, round(frames / 12 * 16000 / 1152) + 1, streams=streams, frames=frames)
     return buf.getvalue()
 
 
@@ -665,17 +665,22 @@ def _fds(server: Server) -> int | None:
 
 
 def _video_row(raw: Raw, server: Server, item: str, attack: str, data: bytes, name: str, limit_s: float,
-               rss_mib: int = 100, bounded: Callable[[Path], str | None] | None = None, says: str = "") -> Row:
-    """Upload ``data`` as ``name``, convert it over raw HTTP: held when refused (saying ``says``) or, with
-    ``bounded``, converted to a result ``bounded`` finds nothing wrong with, within ``limit_s``, RSS growth under
-    ``rss_mib``, open files back to where they were."""
+               rss_mib: int = 100, bounded: Callable[[Path], str | None] | None = None,
+               untouched: Path | None = None, by_limit: bool = False) -> Row:
+    """Upload ``data`` as ``name``, convert it over raw HTTP: held when refused (or, with ``bounded``, converted to a
+    result ``bounded`` finds nothing wrong with) within ``limit_s``, RSS growth under ``rss_mib``, open files back to
+    where they were, and the server file ``untouched`` not read (its access time, set to 0 before, stays: Linux's
+    relatime updates an access time older than the file's change). ``by_limit``: the refusal must come from a
+    limit, not from ``--timeout`` stopping the work."""
     upload = raw.upload(data, name)
+    if untouched is not None:
+        os.utime(untouched, (0, untouched.stat().st_mtime))
     fds = _fds(server)
     with peak_rss(server) as rss:
         t = time.monotonic()
         _, msg = raw.call(raw.fn_index("stylize_video"),
-                               [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64, True, "whole"],
-                               timeout=limit_s + 30)
+                          [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64, True, "whole"],
+                          timeout=limit_s + 30)
         took = time.monotonic() - t
     grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None
     fds_after = _fds(server)
@@ -688,9 +693,14 @@ def _video_row(raw: Raw, server: Server, item: str, attack: str, data: bytes, na
         outcome += f" ({result.stat().st_size / MiB:.1f} MB result)" if result.exists() else ""
     else:
         outcome = str(error_text(msg))
-        outcome, ok = outcome[:110], says in outcome
+        ok = not (by_limit and "took too long" in outcome)
+        outcome = outcome[:110]
     ok = ok and took < limit_s and (grew is None or grew < rss_mib * MiB) and (fds is None or fds_after <= fds + 2)
-    must = "converted, bounded" if bounded else f"refused{f' ({says})' if says else ''}"
+    if untouched is not None:
+        read = untouched.stat().st_atime != 0
+        outcome += "; the server clip was READ" if read else "; the server clip was not read"
+        ok = ok and not read
+    must = "converted, bounded" if bounded else "refused" + (" by a limit, not --timeout" if by_limit else "")
     return Row(item, f"{attack} ({len(data) / MiB:.2f} MB)", f"{must} in < {limit_s:g} s, RSS < +{rss_mib} MiB",
                f"{outcome} ({took:.1f} s, RSS +{mib(grew)}, fds {fds}->{fds_after})", ok)
 
@@ -719,7 +729,7 @@ def a10_videos(raw: Raw, server: Server, timeout_s: float, unbounded: bool = Tru
         for what, entry in entries.items():
             for name in ("x.m3u8", "x.m3u", "x.mp4"):
                 rows.append(_video_row(raw, server, "1", f"HLS playlist {name} naming a server clip by {what}",
-                                       hls_playlist([entry]), name, limit))
+                                       hls_playlist([entry]), name, limit, untouched=secret))
     if unbounded:
         rows.append(_video_row(raw, server, "3", "HLS master playlist naming itself", hls_master_self("self.m3u8"),
                                "self.m3u8", limit))
@@ -727,7 +737,8 @@ def a10_videos(raw: Raw, server: Server, timeout_s: float, unbounded: bool = Tru
                                limit))
     rows.append(_video_row(raw, server, "1", "DASH manifest naming a server clip",
                            f'<?xml version="1.0"?><MPD><Period><AdaptationSet><Representation><BaseURL>{secret}'
-                           '</BaseURL></Representation></AdaptationSet></Period></MPD>'.encode(), "m.mpd", limit))
+                           '</BaseURL></Representation></AdaptationSet></Period></MPD>'.encode(), "m.mpd", limit,
+                           untouched=secret))
     rows.append(_video_row(raw, server, "1", "SDP file (RTP over UDP)",
                            b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n",
                            "a.sdp", limit))
@@ -735,9 +746,10 @@ def a10_videos(raw: Raw, server: Server, timeout_s: float, unbounded: bool = Tru
         rows.append(_video_row(raw, server, "5", f"MOV saying 64x64, frame {at + 1} a 13000x13000 16-bit PNG",
                                png_frame_mov(13000, at), f"lie{at}.mov", limit))
     rows.append(_video_row(raw, server, "6", "MKV with 990 audio streams", many_audio_mkv(990), "many.mkv", limit))
-    rows.append(_video_row(raw, server, "8", "raw .h264 stream of 224 frames", raw_h264(224), "s.h264", limit))
+    rows.append(_video_row(raw, server, "8", "raw .h264 stream of 224 frames, --max-video-frames 6", raw_h264(224),
+                           "s.h264", limit, by_limit=True))
     rows.append(_video_row(raw, server, "8", "MKV of 224 frames whose header says 1 s, --max-video-frames 6",
-                           mkv_claiming_one_second(224), "one.mkv", limit, says="more than 6 frames"))
+                           mkv_claiming_one_second(224), "one.mkv", limit, by_limit=True))
     rows.append(_video_row(raw, server, "9", "MP4: 5 frames, then 5.2 h of 8 kb/s MP2", sound_tail(5.2 * 3600),
                            "tail.mp4", limit, bounded=_sound_bounded))
     # Last: on an unfixed server this one holds its worker for good.

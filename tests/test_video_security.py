@@ -41,7 +41,7 @@ def app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     secret.write_bytes(attack.clip_bytes(12, (96, 64)))
     args = ["--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--timeout", str(TIMEOUT_S),
             "--max-video-seconds", str(MAX_SECONDS), "--max-video-frames", str(MAX_FRAMES),
-            "--max-pixels", str(MAX_PIXELS), "--max-queue", "8"]
+            "--max-pixels", str(MAX_PIXELS), "--max-queue", "8", "--mcp"]
     env = {"ANIMEGAN_CACHE_DIR": str(tmp / "cache"), "GRADIO_TEMP_DIR": str(tmp / "gradio"),
            "TMPDIR": str(tmp / "tmpdir"), "PYTHONUNBUFFERED": "1"}
     with APP.running_app(args, tmp / "app", env=env, startup_timeout=STARTUP_TIMEOUT_S) as running:
@@ -51,7 +51,8 @@ def app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         good = raw.upload(attack.clip_bytes(6), "warm.mp4")
         status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, True, "whole"])
         assert status == 200 and msg["success"], msg
-        yield {"raw": raw, "server": server, "secret": secret, "tmpdir": tmp / "tmpdir", "pid": running.proc.pid}
+        yield {"raw": raw, "server": server, "secret": secret, "tmpdir": tmp / "tmpdir", "pid": running.proc.pid,
+               "url": running.url}
 
 
 def _file(path: str) -> dict:
@@ -119,6 +120,31 @@ def test_1_variants_other_lists_and_meta_formats(app: dict) -> None:
     _refused(app, b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n", "a.sdp",
              "not a video container this app reads")
     _refused(app, b"\x1b[31mhello\x1b[0m\n" * 40, "art.mp4", "not a video container this app reads")
+
+
+def test_1_a_playlist_through_the_mcp_tool_is_refused(app: dict) -> None:
+    """The MCP tool with the playlist inline, as an assistant sends files (Gradio saves it as an upload)."""
+    import asyncio
+    import base64
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    playlist = attack.hls_playlist([str(app["secret"])])
+
+    async def call() -> object:
+        async with streamable_http_client(f"{app['url']}gradio_api/mcp/") as (read, write, _), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            return await session.call_tool("stylize_video", {
+                "video_file": "data:audio/x-mpegurl;base64," + base64.b64encode(playlist).decode(),
+                "style": "hayao", "max_side": SIDE, "temporal": True})
+
+    results = set(_results(app["tmpdir"]))
+    result = asyncio.run(call())
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert result.isError and "a playlist or list of other files" in text, text
+    assert set(_results(app["tmpdir"])) == results
 
 
 # -- 2. a live playlist --------------------------------------------------------------------------------------
