@@ -188,7 +188,7 @@ def test_6_many_audio_streams_are_refused_and_a_few_extra_ones_left_out(app: dic
 def test_8_frames_past_the_limit_are_refused_whatever_the_header_says(app: dict) -> None:
     _refused(app, attack.raw_h264(100), "stream.h264", "not a video container this app reads")
     _refused(app, attack.raw_h264(100), "stream.mp4", "not a video container this app reads")
-    error = _refused(app, attack.mkv_claiming_one_second(100), "one_second.mkv", f"more than {MAX_FRAMES} frames",
+    error = _refused(app, attack.mkv_claiming(100), "one_second.mkv", f"more than {MAX_FRAMES} frames",
                      seconds=15)
     assert "than its header says" in error
 
@@ -218,7 +218,7 @@ def test_9_sound_after_the_last_frame_is_cut_and_costs_nothing(app: dict) -> Non
 # -- the same limits in the engine (no server) ---------------------------------------------------------------
 def test_the_duration_is_read_from_the_frames_not_the_header(registry, tmp_path: Path) -> None:
     source = tmp_path / "one_second.mkv"
-    source.write_bytes(attack.mkv_claiming_one_second(40))
+    source.write_bytes(attack.mkv_claiming(40))
     assert video.probe(source).seconds == pytest.approx(1.0)  # what the header claims
     with pytest.raises(VideoError, match="runs past 2 s"):
         video.stylize_video(source, tmp_path / "out.mp4", "hayao", registry=registry, max_side=32,
