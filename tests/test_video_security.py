@@ -167,7 +167,7 @@ def test_4_a_self_naming_concat_list_is_refused_without_opening_files(app: dict)
 @pytest.mark.parametrize("at", [0, 2])
 def test_5_a_frame_over_the_pixel_cap_is_refused_before_its_pixels_exist(app: dict, at: int) -> None:
     """A MOV whose header says 64x64 and whose frame ``at`` is a 6000x6000 16-bit RGBA PNG (288 MB decoded)."""
-    error = _refused(app, attack.png_frame_mov(6000, at), f"lie{at}.mov", "limit", seconds=8, rss_mib=64)
+    error = _refused(app, attack.png_frame_mov(6000, at), f"lie{at}.mov", "limit", seconds=15, rss_mib=64)
     assert "4 megapixel" in error or "4 MP" in error, error
 
 
@@ -212,7 +212,7 @@ def test_9_sound_after_the_last_frame_is_cut_and_costs_nothing(app: dict) -> Non
         sound_s = sum(f.samples for f in out.decode(audio=0)) / out.streams.audio[0].rate
     assert frames == 5
     assert sound_s <= 5 / 12 + video.AUDIO_MARGIN_S + 0.2, sound_s  # the frames' 0.42 s, plus the margin
-    assert result.stat().st_size < 200_000 and took < 10, (result.stat().st_size, took)
+    assert result.stat().st_size < 200_000 and took < TIMEOUT_S, (result.stat().st_size, took)  # 40 min of sound: no
 
 
 # -- the same limits in the engine (no server) ---------------------------------------------------------------
