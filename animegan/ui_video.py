@@ -136,7 +136,7 @@ class VideoApp:
             folder = app.results_dir / uuid.uuid4().hex[:12]
             try:
                 watch.check()
-                info = video.probe(source, self.limits)  # the limits, from the container, before any work
+                info = video.probe(source, self.limits, timeout=options.seconds_left())  # the limits, before any work
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 folder.mkdir(parents=True)
                 dest = folder / imaging.result_name(name, spec.id, "mp4")

@@ -5,6 +5,9 @@ A video is the photo path once per frame inside a small bounded pipeline: a deco
 engine's memory plan, and an encode thread writes H.264 behind it. At most ``QUEUE_ITEMS`` items wait
 between two stages, so memory does not grow with the duration and the model never waits on the codecs.
 
+* Input: only the containers of :data:`CONTAINERS`, recognised from their first bytes and named to FFmpeg, so that
+  no playlist or list reader (which would open other files on the server) ever runs; every limit is checked from
+  the header and again while decoding (frames counted, timestamps, each frame's pixels before allocation).
 * Output: MP4, H.264 yuv420p, ``+faststart`` (the index first, so browsers play while downloading).
 * Sound: each audio stream is copied packet for packet when MP4 takes its codec, else re-encoded to AAC.
 * Timing: every frame keeps its own timestamp (variable frame rate stays variable), so the output has the
@@ -27,6 +30,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +63,8 @@ CRF = 18                          # x264 quality: visually lossless for most con
 ENCODER_THREADS = 1
 X264_PRESET = "veryfast"          # the model dominates; a slow preset would steal its cores for little gain
 MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"})  # codecs copied into MP4 as they are
-# Container formats FFmpeg uses for single pictures: those inputs are photos, not videos.
-STILL_FORMATS = ("image2", "_pipe", "webp", "png", "bmp", "tiff")
+# Sample rates the AAC encoder takes (other sound is re-encoded to AAC); sound at another rate goes to 48 kHz.
+AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
 
 class VideoError(ValueError):
@@ -115,59 +119,150 @@ class VideoStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-# --- probing -----------------------------------------------------------------------------------
+# --- opening: only known containers, named to FFmpeg -------------------------------------------
+
+# Containers a video may come in: recognised from their first bytes before FFmpeg sees the file, and then named to
+# it (``format=``), so its probe never picks the reader. The ones left out read other files or URLs named inside
+# the input (hls, dash, concat, image2 patterns, ...) or are not what people have. None of these opens anything
+# else: MOV's external data references stay off (``enable_drefs``), and only the ``file`` protocol is allowed.
+CONTAINERS = {
+    "mov": "MP4 / MOV / M4V / 3GP (phones, cameras, editors)",
+    "matroska": "WebM / MKV (browsers' recorders, editors)",
+    "avi": "AVI",
+    "mpegts": "MPEG-TS / M2TS / MTS (broadcast, camcorders)",
+    "mpeg": "MPEG-PS / VOB / MPG (camcorders, DVDs)",
+    "gif": "GIF",
+    "yuv4mpegpipe": "Y4M (raw frames from video tools)",
+}
+_MOV_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+# Still pictures, recognised only to say so (FFmpeg reads them as one-frame "videos").
+_STILLS = ((b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpeg"), (b"BM", "bmp"), (b"II*\0", "tiff"), (b"MM\0*", "tiff"))
+SNIFF_BYTES = 4096
+MAX_STREAMS = 16          # streams of any kind in one file (FFmpeg's demuxers stop at one more)
+MAX_AUDIO_STREAMS = 4     # audio streams kept; later ones are left out, with a notice
+OPEN_TIMEOUT_S = 20.0     # FFmpeg's open and probe, at most (and never past the run's deadline)
+READ_TIMEOUT_S = 10.0     # one packet read, at most (FFmpeg's interrupt callback)
+AUDIO_MARGIN_S = 1.0      # sound kept after the last frame (and after the duration limit)
+AUDIO_LEAD_S = 10.0       # sound this far past the last frame read: the pictures have ended, stop reading
+AUDIO_LEAD_BYTES = 16 << 20  # nor hold more than this much sound waiting for pictures
+PIXEL_SLACK = 8           # the decoders' own cap is 1/8 above the limit: they count rows padded to 64 bytes
+
+
+def container_format(head: bytes) -> str | None:
+    """The FFmpeg reader for a file starting with ``head`` (its first :data:`SNIFF_BYTES`), None when it is
+    not one of :data:`CONTAINERS`."""
+    if head[4:8] in _MOV_BOXES:
+        return "mov"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX", b"AVI\x19"):
+        return "avi"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"\0\0\1\xba":
+        return "mpeg"
+    if head[:10] == b"YUV4MPEG2 ":
+        return "yuv4mpegpipe"
+    for size, first in ((188, 0), (192, 4)):  # MPEG-TS packets, plain or with M2TS's 4-byte time codes
+        if len(head) >= first + 3 * size and all(head[first + k * size] == 0x47 for k in range(3)):
+            return "mpegts"
+    return None
+
+
+def _still_kind(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in _STILLS if head.startswith(magic)), None)
+
+
+def _unknown_container(head: bytes) -> str:
+    kind = _still_kind(head)
+    if kind:
+        return (f"this is a still image ({kind}), not a video; convert it as a photo"
+                + (" (an animated WebP cannot be read as a video here: save it as GIF or MP4)" if kind == "webp"
+                   else ""))
+    text = head[:64].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    what = ("a playlist or list of other files" if text.startswith((b"#extm3u", b"ffconcat", b"<?xml", b"<mpd",
+                                                                    b"file ", b"#"))
+            else "not a video container this app reads")
+    return f"{what}; use an MP4, MOV, WebM, MKV, AVI or MPEG-TS file, or a GIF"
+
 
 @contextlib.contextmanager
-def _opened(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
+def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+            timeout: float | None = None) -> Iterator[av.container.InputContainer]:
+    """The file opened by the reader its first bytes name (never FFmpeg's guess), reaching no other file or URL,
+    with at most :data:`MAX_STREAMS` streams and every decoder capped at ``max_pixels`` (with slack) per frame,
+    before anything is allocated for a frame. ``timeout``: seconds FFmpeg's open and probe may take."""
     p = Path(path)
     if not p.exists():
         raise VideoError(f"no such file: {p}")
     if p.is_dir():
         raise VideoError(f"{p} is a folder, not a video")
+    if not p.is_file():
+        raise VideoError(f"{p} is not a regular file")
     if p.stat().st_size == 0:
         raise VideoError("the file is empty")
+    with p.open("rb") as f:
+        head = f.read(SNIFF_BYTES)
+    fmt = container_format(head)
+    if fmt is None:
+        raise VideoError(_unknown_container(head))
+    cap = str(_decoder_cap(max_pixels))
+    options = {"format_whitelist": fmt, "protocol_whitelist": "file", "max_streams": str(MAX_STREAMS + 1),
+               "enable_drefs": "0", "use_absolute_path": "0",
+               "max_pixels": cap}  # also given to the decoders the probe opens (avformat_find_stream_info)
+    open_s = OPEN_TIMEOUT_S if timeout is None else max(0.1, min(timeout, OPEN_TIMEOUT_S))
     try:
-        container = av.open(str(p), metadata_errors="ignore")
+        container = av.open(str(p), format=fmt, options=options, metadata_errors="ignore",
+                            timeout=(open_s, READ_TIMEOUT_S))
     except av.error.FFmpegError as exc:
-        raise VideoError(f"not a video this app can read (FFmpeg: {_reason(exc)}); "
-                         "use an MP4, MOV, WebM, MKV or AVI file, or a GIF") from None
+        raise VideoError(f"not a video this app can read (FFmpeg's {CONTAINERS[fmt]} reader: {_reason(exc)}); "
+                         "the file is damaged or truncated") from None
     try:
+        if len(container.streams) > MAX_STREAMS:  # FFmpeg made one more, then stopped or refused the file
+            raise VideoError(f"the file has more than {MAX_STREAMS} streams (video, sound, subtitles...); "
+                             f"the limit is {MAX_STREAMS}")
+        for stream in container.streams:
+            if stream.type == "video" and stream.codec_context is not None:
+                stream.codec_context.options = {"max_pixels": cap}
         yield container
     finally:
         container.close()
+
+
+def _decoder_cap(max_pixels: int) -> int:
+    return max_pixels + max_pixels // PIXEL_SLACK
 
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _is_still(container: av.container.InputContainer) -> bool:
-    name = container.format.name
-    return any(part in name for part in STILL_FORMATS)
-
-
 def is_video(path: str | os.PathLike) -> bool:
-    """True when FFmpeg reads ``path`` as moving pictures (a still image, audio or garbage: False).
+    """True when ``path`` is one of :data:`CONTAINERS` with moving pictures (a still image, audio or garbage: False).
 
-    Recognised by probing the container, never by the file name. A GIF counts as a photo here (callers that
-    route files, like the CLI, keep converting its first frame as before); :func:`stylize_video` given an
+    Recognised by its first bytes and its container, never by the file name. A GIF counts as a photo here (callers
+    that route files, like the CLI, keep converting its first frame as before); :func:`stylize_video` given an
     animated GIF treats it as a video. An animated WebP is never a video (FFmpeg does not decode them).
     """
     try:
         with _opened(path) as container:
-            return not (_is_still(container) or container.format.name == "gif") and bool(container.streams.video)
+            return container.format.name != "gif" and bool(container.streams.video)
     except (VideoError, av.error.FFmpegError, OSError):
         return False
 
 
-def probe(path: str | os.PathLike, limits: VideoLimits | None = None) -> VideoInfo:
-    """Read a video's header and check it against ``limits`` before any work; raise VideoError if unusable."""
+# --- probing -----------------------------------------------------------------------------------
+
+def probe(path: str | os.PathLike, limits: VideoLimits | None = None, timeout: float | None = None) -> VideoInfo:
+    """Read a video's header and check it against ``limits`` before any work; raise VideoError if unusable.
+
+    ``timeout``: seconds FFmpeg may take to open and probe it (None: :data:`OPEN_TIMEOUT_S`); the first frame is
+    decoded for its rotation, under the per-frame pixel cap.
+    """
     limits = limits or VideoLimits()
-    with _opened(path) as container:
-        if _is_still(container):
-            raise VideoError(f"this is a still image ({container.format.name}), not a video; convert it as a photo"
-                             + (" (an animated WebP cannot be read as a video here: save it as GIF or MP4)"
-                                if "webp" in container.format.name else ""))
+    with _opened(path, limits.max_pixels, timeout) as container:
         if not container.streams.video:
             n = len(container.streams.audio)
             raise VideoError(f"the file has sound ({n} audio stream{'s' * (n != 1)}) but no pictures"
@@ -175,8 +270,9 @@ def probe(path: str | os.PathLike, limits: VideoLimits | None = None) -> VideoIn
         stream = container.streams.video[0]
         ctx = stream.codec_context
         w, h = ctx.width, ctx.height
-        if w <= 0 or h <= 0:
-            raise VideoError("the video's header gives no frame size; the file is damaged or not a video")
+        if w <= 0 or h <= 0:  # also what the decoders' pixel cap leaves of a size over it
+            raise VideoError(f"the video's header gives no frame size, or one over the {limits.max_pixels / 1e6:.0f} "
+                             "megapixel limit per frame; downscale it first, or the file is damaged")
         if w * h > limits.max_pixels:
             raise VideoError(f"the video's frames are {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
                              f"{limits.max_pixels / 1e6:.0f} MP per frame. Downscale it first.")
@@ -189,7 +285,7 @@ def probe(path: str | os.PathLike, limits: VideoLimits | None = None) -> VideoIn
         if frames > limits.max_frames:
             raise VideoError(f"the video has {frames} frames; the limit is {limits.max_frames}. Trim it or "
                              "lower its frame rate first.")
-        rotation = _first_frame_rotation(container, stream)
+        rotation = _first_frame_rotation(container, stream, limits.max_pixels)
         if rotation % 180:
             w, h = h, w
         return VideoInfo(width=w, height=h, frames=frames, fps=fps, seconds=seconds, rotation=rotation,
@@ -207,14 +303,16 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                          max_pixels: int) -> int:
     """Decode the first frame: it carries the display matrix, and a file whose frames never decode is caught here."""
     try:
         for frame in container.decode(stream):
             return _quarter_turns(frame.rotation) * 90
     except av.error.FFmpegError as exc:
-        raise VideoError(f"the video's first frame cannot be decoded (FFmpeg: {_reason(exc)}); "
-                         "the file is damaged or in a codec this build cannot read") from None
+        raise VideoError(f"the video's first frame cannot be decoded (FFmpeg: {_reason(exc)}); the file is "
+                         "damaged, in a codec this build cannot read, or its frame is over the "
+                         f"{max_pixels / 1e6:.0f} MP limit (its header claimed less)") from None
     raise VideoError("the video has no frame that can be decoded; the file is damaged or truncated")
 
 
@@ -459,52 +557,152 @@ def _get(q: queue.Queue, stop: threading.Event, other: _Stage) -> Any:
                 return _END
 
 
-def _decode(source: str, size: tuple[int, int], rotation: int, reencode: set[int], max_pixels: int,
-            out: queue.Queue, stop: threading.Event, counter: list[int], crop: tuple[int, int] | None = None) -> None:
-    """Frames (RGB, display orientation, ``size``) and audio packets or frames, in file order, into ``out``.
+class _SoundWindow:
+    """Which sound packets go with the pictures: none more than :data:`AUDIO_MARGIN_S` after the last frame read,
+    nor after the duration limit. Sound that runs ahead of the frames (files interleave loosely) waits here until
+    frames catch up; once it runs :data:`AUDIO_LEAD_S` (or :data:`AUDIO_LEAD_BYTES`) ahead, the pictures have
+    ended and reading stops: hours of sound after a few frames cost nothing."""
 
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self.origin: float | None = None      # the first timestamp of any stream
+        self.frames_end: float | None = None  # the latest frame's
+        self.last = 0.0
+        self.waiting: deque[tuple[float, av.Packet]] = deque()
+        self.bytes = 0
+
+    def _seen(self, t: float) -> None:
+        self.origin = t if self.origin is None else min(self.origin, t)
+
+    def frame(self, t: float | None) -> list[av.Packet]:
+        """A frame at ``t`` was read: the sound it lets through."""
+        if t is not None:
+            self._seen(t)
+            self.frames_end = t if self.frames_end is None else max(self.frames_end, t)
+        return self._release()
+
+    def sound(self, packet: av.Packet) -> list[av.Packet] | None:
+        """The packets that may go now (this one among them, or held, or dropped); None: stop reading."""
+        t = float(packet.pts * packet.time_base) if packet.pts is not None else self.last
+        self.last = t
+        self._seen(t)
+        if t - self.origin > self.max_seconds + AUDIO_MARGIN_S:
+            return None if self._ahead(t) else []
+        self.waiting.append((t, packet))
+        self.bytes += packet.size
+        if self._ahead(t) or self.bytes > AUDIO_LEAD_BYTES:
+            return None
+        return self._release()
+
+    def finish(self) -> list[av.Packet]:
+        """The end of the file: what still waits and belongs to the pictures; the rest is dropped."""
+        out = self._release()
+        self.waiting.clear()
+        return out
+
+    def _ahead(self, t: float) -> bool:
+        return t - (self.origin if self.frames_end is None else self.frames_end) > AUDIO_LEAD_S
+
+    def _release(self) -> list[av.Packet]:
+        if self.frames_end is None:
+            return []
+        out = []
+        while self.waiting and self.waiting[0][0] <= self.frames_end + AUDIO_MARGIN_S:
+            out.append(self.waiting.popleft()[1])
+            self.bytes -= out[-1].size
+        return out
+
+
+def _decode(source: str, size: tuple[int, int], rotation: int, audio: set[int], reencode: set[int],
+            limits: VideoLimits, out: queue.Queue, stop: threading.Event, counter: list[int],
+            crop: tuple[int, int] | None = None) -> None:
+    """Frames (RGB, display orientation, ``size``) and audio packets or frames of the ``audio`` streams, in file
+    order, into ``out``.
+
+    The limits hold for what is read, not what the header said: frames are counted as they come, the duration is
+    read from their timestamps, every frame's size is capped before it is allocated (the decoder's ``max_pixels``),
+    and sound is kept only alongside the pictures (:class:`_SoundWindow`).
     ``crop``: (width, height) cut from the middle of each upright frame (``center`` framing).
     """
     turns = _quarter_turns(rotation)
     w, h = size if turns % 2 == 0 else (size[1], size[0])   # the stored frame's size before turning upright
-    with _opened(source) as container:
-        streams = [container.streams.video[0], *container.streams.audio]
-        streams[0].thread_count = 1  # as the encoder: the model needs the cores, decoding a frame is quick
+    sound = _SoundWindow(limits.max_seconds)
+    with _opened(source, limits.max_pixels) as container:
+        video = container.streams.video[0]
+        video.thread_count = 1  # as the encoder: the model needs the cores, decoding a frame is quick
+        streams = [video, *(s for s in container.streams.audio if s.index in audio)]
+
+        def send_sound(packets: list[av.Packet]) -> bool:
+            for packet in packets:
+                index = packet.stream.index
+                if index in reencode:
+                    for frame in packet.decode():
+                        if not _put(out, ("audio", index, frame), stop):
+                            return False
+                elif packet.dts is not None and not _put(out, ("audio", index, packet), stop):
+                    return False
+            return True
+
+        def send_frames(frames: list[av.VideoFrame]) -> bool:
+            for frame in frames:
+                counter[0] += 1
+                if counter[0] > limits.max_frames:
+                    raise VideoError(f"the video has more than {limits.max_frames} frames (more than its header "
+                                     "says); trim it or lower its frame rate first")
+                base = frame.time_base or video.time_base  # frames drained at the end carry none
+                t = float(frame.pts * base) if frame.pts is not None else None
+                if t is not None and sound.origin is not None and t - sound.origin > limits.max_seconds:
+                    raise VideoError(f"the video runs past {limits.max_seconds:g} s (longer than its header says); "
+                                     "trim it first")
+                if frame.width * frame.height > limits.max_pixels:
+                    raise VideoError(f"a frame is {frame.width}x{frame.height}, over the "
+                                     f"{limits.max_pixels / 1e6:.0f} MP limit (the header claimed less)")
+                rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA"
+                                       if frame.width * frame.height > w * h else "BICUBIC")
+                if turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+                if crop:
+                    top, left = (rgb.shape[0] - crop[1]) // 2, (rgb.shape[1] - crop[0]) // 2
+                    rgb = np.ascontiguousarray(rgb[top:top + crop[1], left:left + crop[0]])
+                if not _put(out, _Frame(rgb, frame.pts, base), stop) or not send_sound(sound.frame(t)):
+                    return False
+            return True
+
         try:
+            flushed = False  # the video decoder's end-of-file packet went through
             for packet in container.demux(streams):
                 if stop.is_set():
                     return
                 if packet.stream.type == "audio":
-                    if packet.stream.index in reencode:
-                        for frame in packet.decode():
-                            if not _put(out, ("audio", packet.stream.index, frame), stop):
-                                return
-                    elif packet.dts is not None and packet.size and not _put(
-                            out, ("audio", packet.stream.index, packet), stop):
+                    if not packet.size:  # an end-of-file packet: the sound decoders are flushed below
+                        continue
+                    ready = sound.sound(packet)
+                    if ready is None:  # sound far past the last frame: the pictures have ended
+                        break
+                    if not send_sound(ready):
                         return
-                    continue
-                for frame in packet.decode():
-                    if frame.width * frame.height > max_pixels:
-                        raise VideoError(f"a frame is {frame.width}x{frame.height}, over the "
-                                         f"{max_pixels / 1e6:.0f} MP limit (the header claimed less)")
-                    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA"
-                                           if frame.width * frame.height > w * h else "BICUBIC")
-                    if turns:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, turns))
-                    if crop:
-                        top, left = (rgb.shape[0] - crop[1]) // 2, (rgb.shape[1] - crop[0]) // 2
-                        rgb = np.ascontiguousarray(rgb[top:top + crop[1], left:left + crop[0]])
-                    counter[0] += 1
-                    if not _put(out, _Frame(rgb, frame.pts, frame.time_base), stop):
+                else:
+                    flushed = not packet.size
+                    if not send_frames(packet.decode()):
+                        return
+            if not (flushed or send_frames(video.decode(None))) or not send_sound(sound.finish()):
+                return
+            for index in sorted(reencode & audio):
+                for frame in container.streams[index].decode(None):
+                    if not _put(out, ("audio", index, frame), stop):
                         return
         except av.error.FFmpegError as exc:
             raise VideoError(f"the video could not be read to the end after {counter[0]} frames "
-                             f"(FFmpeg: {_reason(exc)}); the file is damaged or truncated") from None
+                             f"(FFmpeg: {_reason(exc)}); the file is damaged or truncated, or a frame is over the "
+                             f"{limits.max_pixels / 1e6:.0f} MP limit") from None
     _put(out, _END, stop)
 
 
 class _Writer:
-    """The output container: H.264 video with the input's timestamps, audio copied or re-encoded to AAC."""
+    """The output container: H.264 video with the input's timestamps, audio copied or re-encoded to AAC.
+
+    At most :data:`MAX_AUDIO_STREAMS` audio streams are kept (``dropped_audio``: how many were left out).
+    """
 
     def __init__(self, path: Path, source: av.container.InputContainer, size: tuple[int, int], fps: float) -> None:
         self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
@@ -522,12 +720,17 @@ class _Writer:
         self.time_base = src.time_base
         self.audio: dict[int, av.stream.Stream] = {}
         self.reencode: set[int] = set()
-        for stream in source.streams.audio:
+        sounds = list(source.streams.audio)
+        self.dropped_audio = max(0, len(sounds) - MAX_AUDIO_STREAMS)
+        for stream in sounds[:MAX_AUDIO_STREAMS]:
             if stream.codec_context.name in MP4_AUDIO:
                 self.audio[stream.index] = self.container.add_stream_from_template(stream)
             else:
-                aac = self.container.add_stream("aac", rate=stream.rate or 44100)
-                aac.layout = stream.layout if stream.layout and stream.layout.nb_channels <= 2 else "stereo"
+                # PCM and the like: AAC, mono or stereo with a named layout (the encoder refuses an unnamed
+                # "2 channels" one, as MKV and AVI give PCM), at a rate AAC takes; PyAV's encoder resamples.
+                channels = stream.layout.nb_channels if stream.layout else stream.channels
+                aac = self.container.add_stream("aac", rate=stream.rate if stream.rate in AAC_RATES else 48000)
+                aac.layout = "mono" if channels == 1 else "stereo"
                 self.audio[stream.index] = aac
                 self.reencode.add(stream.index)
         self.last_pts: int | None = None
@@ -601,7 +804,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     source = str(source)
     dest = Path(dest)
     limits = limits or VideoLimits(max_pixels=options.max_pixels)
-    info = probe(source, limits)
+    info = probe(source, limits, timeout=options.seconds_left())
     size = output_size(info, options.max_side, square=(spec.train_size or min(info.width, info.height))
                        if center else None)
     decoded_size = _decode_size(info, size, center)
@@ -631,10 +834,13 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     model_seconds = 0.0
     done = False
     try:
-        with _opened(source) as head:
+        with _opened(source, limits.max_pixels, options.seconds_left()) as head:
             writer = _Writer(tmp, head, size, info.fps)
-        decoder = _Stage("video-decode", lambda: _decode(source, decoded_size, info.rotation, writer.reencode,
-                                                         limits.max_pixels, decoded, stop, counter,
+        if writer.dropped_audio:
+            notices.append(Notice("other", f"kept the first {MAX_AUDIO_STREAMS} of {MAX_AUDIO_STREAMS + writer.dropped_audio} "
+                                           "audio streams"))
+        decoder = _Stage("video-decode", lambda: _decode(source, decoded_size, info.rotation, set(writer.audio),
+                                                         writer.reencode, limits, decoded, stop, counter,
                                                          crop=size if center else None))
         encoder = _Stage("video-encode", lambda: _encode(writer, styled, stop, decoder))
         stages = [decoder, encoder]
@@ -658,10 +864,9 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
                 item = ("frame", item, rgb)
             if not _put(styled, item, stop, encoder) or encoder.error is not None:
                 break
-            if item[0] == "frame":
-                if check:
-                    check()
-                deadline.check(f"after {frames} of {expected} frames")
+            if check:  # after every item: sound after the last frame is inside the deadline too
+                check()
+            deadline.check(f"after {frames} of {expected} frames")
         _put(styled, _END, stop, encoder)
         encoder.join()
         for stage in stages:

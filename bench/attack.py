@@ -1,4 +1,4 @@
-"""Replay the public-link attacks (issue 12) against the real app over raw HTTP and print what each got.
+"""Replay the public-link attacks (issues 12 and 22) against the real app over raw HTTP and print what each got.
 
 Each row is one hostile request as a script would send it (no gradio_client: hand-written JSON, multipart and
 SSE), what the app must do now, and what it did. By default the script starts its own app on 127.0.0.1 (so it
@@ -6,6 +6,7 @@ also knows the server's side: its process for RSS, its upload folder, a planted 
 it), runs every attack, stops the app with SIGTERM and checks what was left on disk:
 
     python bench/attack.py --weights hayao=PATH/hayao.pt
+    python bench/attack.py --weights hayao=PATH/hayao.pt --only videos   # issue 22's hostile videos alone
 
 ``--url http://127.0.0.1:7860/`` attacks an app that is already running instead (rows that need the server's
 side are skipped; pass ``--secret PATH`` to try reading a known server image). Exit status 0 when every row held.
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -223,6 +225,152 @@ def lying_ico(inner_side: int = 12000) -> bytes:
 
 
 # -- the attacks, numbered as in the issue -----------------------------------------------------------------
+# -- the videos an attacker sends (issue 22): built here with PyAV, nothing committed ---------------------
+def clip_bytes(frames: int = 12, size: tuple[int, int] = (64, 48), fps: int = 12, fmt: str = "mp4",
+               codec: str = "libx264") -> bytes:
+    """A small real clip (moving noise), no sound."""
+    import av
+
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        v = out.add_stream(codec, rate=fps)
+        v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+    return buf.getvalue()
+
+
+def hls_playlist(entries: Sequence[str], live: bool = False, seconds: float = 1.2) -> bytes:
+    """An HLS media playlist naming ``entries`` (paths, file: URLs); ``live``: no end, each entry an hour long."""
+    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{3600 if live else 4}"]
+    for entry in entries:
+        lines += [f"#EXTINF:{3600 if live else seconds},", entry]
+    if not live:
+        lines.append("#EXT-X-ENDLIST")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def hls_master_self(name: str) -> bytes:
+    """An HLS master playlist whose one variant is itself."""
+    return f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n{name}\n".encode()
+
+
+def ffconcat_self(name: str) -> bytes:
+    """An ffconcat list whose one entry is itself."""
+    return f"ffconcat version 1.0\nfile {name}\n".encode()
+
+
+def _png(width: int, height: int) -> bytes:
+    """A flat 16-bit RGBA PNG: a few hundred kB that decode to width x height x 8 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + width * 8)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def png_frame_mov(side: int, at: int = 0, frames: int = 4) -> bytes:
+    """A MOV of 64x64 PNG frames (so its header says 64x64) whose frame ``at`` is a side x side PNG."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mov") as out:
+        v = out.add_stream("png", rate=12)
+        v.width, v.height, v.pix_fmt = 64, 64, "rgb24"
+        packets = []
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), "rgb24")
+            frame.pts = i
+            packets += v.encode(frame)
+        packets += v.encode()
+        for i, packet in enumerate(packets):
+            if i == at:
+                big = av.Packet(_png(side, side))
+                big.pts, big.dts, big.time_base, big.is_keyframe = packet.pts, packet.dts, packet.time_base, True
+                big.stream = v
+                packet = big
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _mp2_packets(out: Any, count: int, streams: int = 1, frames: int = 0) -> None:
+    """``count`` packets of 8 kb/s MP2 noise (one encoded packet repeated) on each of ``streams`` audio streams
+    of ``out``, after ``frames`` 64x48 H.264 frames at 12 fps."""
+    import av
+
+    first = out.add_stream("mp2", rate=16000, layout="mono")
+    first.bit_rate = 8000
+    sound = [first, *(out.add_stream_from_template(first) for _ in range(streams - 1))]
+    video = None
+    if frames:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    noise = av.AudioFrame.from_ndarray((np.random.default_rng(2).integers(-3000, 3000, (1, 1152))).astype(np.int16),
+                                       format="s16", layout="mono")
+    noise.sample_rate, noise.pts = 16000, 0
+    encoded = list(first.encode(noise)) + list(first.encode())
+    payload = bytes(encoded[0])
+    rng = np.random.default_rng(9)
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb24")
+        frame.pts = i
+        out.mux(video.encode(frame))
+    if video is not None:
+        out.mux(video.encode())
+    for k in range(count):
+        for stream in sound:
+            packet = av.Packet(payload)
+            packet.pts = packet.dts = k * 1152
+            packet.time_base, packet.stream = Fraction(1, 16000), stream
+            out.mux(packet)
+
+
+def many_audio_mkv(streams: int, frames: int = 5) -> bytes:
+    """An MKV with ``frames`` 64x48 video frames and ``streams`` MP2 audio streams as long."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        _mp2_packets(out, round(frames / 12 * 16000 / 1152) + 1, streams=streams, frames=frames)
+    return buf.getvalue()
+
+
+def sound_tail(seconds: float, frames: int = 5, fmt: str = "mp4") -> bytes:
+    """``frames`` video frames, then ``seconds`` of 8 kb/s MP2 noise: sound long after the last picture (in an MP4
+    the video track's own duration is the frames', so the header passes a duration limit)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        _mp2_packets(out, round(seconds * 16000 / 1152), frames=frames)
+    return buf.getvalue()
+
+
+def raw_h264(frames: int) -> bytes:
+    """An H.264 elementary stream: no container, so no frame count and no duration."""
+    return clip_bytes(frames, fmt="h264")
+
+
+def mkv_claiming(frames: int, seconds: float = 1.0) -> bytes:
+    """A real MKV of ``frames`` frames at 12 fps whose segment header says it lasts ``seconds``."""
+    import struct
+
+    data = bytearray(clip_bytes(frames, fmt="matroska"))
+    at = data.find(b"\x44\x89\x88")  # Duration, an 8-byte float in milliseconds
+    data[at + 3:at + 11] = struct.pack(">d", seconds * 1000)
+    return bytes(data)
+
+
 def a1_server_files(raw: Raw, server: Server) -> list[Row]:
     rows = []
     fn = raw.fn_index("stylize")
@@ -526,7 +674,7 @@ def _mcp_call(raw: Raw, tool: str, arguments: dict) -> dict | None:
     return None
 
 
-def a10_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
+def a11_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
     """A refused MCP input leaves no file; the webcam's refusals name it; streams beyond the limit never queue."""
     import base64
     import hashlib
@@ -563,6 +711,103 @@ def a10_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
     rows.append(Row("w", "3 webcam streams beyond --webcam-streams 1", "refused at once, none waits in the queue",
                     f"HTTP {[s for s, _ in extra]}, {queued} waiting",
                     status == 200 and queued == 0 and all(s == 503 and "webcam" in str(a) for s, a in extra)))
+
+def _fds(server: Server) -> int | None:
+    return None if server.pid is None else len(os.listdir(f"/proc/{server.pid}/fd"))
+
+
+def _video_row(raw: Raw, server: Server, item: str, attack: str, data: bytes, name: str, limit_s: float,
+               rss_mib: int = 100, bounded: Callable[[Path], str | None] | None = None,
+               untouched: Path | None = None, by_limit: bool = False) -> Row:
+    """Upload ``data`` as ``name``, convert it over raw HTTP: held when refused (or, with ``bounded``, converted to a
+    result ``bounded`` finds nothing wrong with) within ``limit_s``, RSS growth under ``rss_mib``, open files back to
+    where they were, and the server file ``untouched`` not read (its access time, set to 0 before, stays: Linux's
+    relatime updates an access time older than the file's change). ``by_limit``: the refusal must come from a
+    limit, not from ``--timeout`` stopping the work."""
+    upload = raw.upload(data, name)
+    if untouched is not None:
+        os.utime(untouched, (0, untouched.stat().st_mtime))
+    fds = _fds(server)
+    with peak_rss(server) as rss:
+        t = time.monotonic()
+        _, msg = raw.call(raw.fn_index("stylize_video"),
+                          [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64, True, "whole"],
+                          timeout=limit_s + 30)
+        took = time.monotonic() - t
+    grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None
+    fds_after = _fds(server)
+    if msg is None:
+        outcome, ok = f"no answer in {limit_s + 30:g} s", False
+    elif msg.get("success"):
+        result = Path(msg["output"]["data"][0]["path"])
+        problem = bounded(result) if bounded else "converted"
+        outcome, ok = (problem or "converted, bounded"), problem is None
+        outcome += f" ({result.stat().st_size / MiB:.1f} MB result)" if result.exists() else ""
+    else:
+        outcome = str(error_text(msg))
+        ok = not (by_limit and "took too long" in outcome)
+        outcome = outcome[:110]
+    ok = ok and took < limit_s and (grew is None or grew < rss_mib * MiB) and (fds is None or fds_after <= fds + 2)
+    if untouched is not None:
+        read = untouched.stat().st_atime != 0
+        outcome += "; the server clip was READ" if read else "; the server clip was not read"
+        ok = ok and not read
+    must = "converted, bounded" if bounded else "refused" + (" by a limit, not --timeout" if by_limit else "")
+    return Row(item, f"{attack} ({len(data) / MiB:.2f} MB)", f"{must} in < {limit_s:g} s, RSS < +{rss_mib} MiB",
+               f"{outcome} ({took:.1f} s, RSS +{mib(grew)}, fds {fds}->{fds_after})", ok)
+
+
+def _sound_bounded(result: Path) -> str | None:
+    import av
+
+    with av.open(str(result)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    with av.open(str(result)) as c:
+        seconds = c.duration / 1e6 if c.duration else 0.0
+    return None if frames == 5 and seconds < 2.0 else f"{frames} frames, {seconds:.0f} s long"
+
+
+def a10_videos(raw: Raw, server: Server, timeout_s: float, unbounded: bool = True) -> list[Row]:
+    """Issue 22's hostile videos. ``unbounded``: also the two that grow without end on an unfixed server (a
+    self-naming HLS master playlist: RSS; a self-naming ffconcat list: file descriptors)."""
+    secret = server.folder / "private.mp4" if server.folder else None
+    if secret is not None and not secret.exists():
+        secret.write_bytes(clip_bytes(12, (96, 64)))
+    limit = timeout_s + 5
+    rows = []
+    if secret is not None:
+        entries = {"absolute path": str(secret), "file: URL": f"file:{secret}",
+                   "relative path": os.path.relpath(secret, Path(raw.upload(b"#", "where.txt")).parent)}
+        for what, entry in entries.items():
+            for name in ("x.m3u8", "x.m3u", "x.mp4"):
+                rows.append(_video_row(raw, server, "1", f"HLS playlist {name} naming a server clip by {what}",
+                                       hls_playlist([entry]), name, limit, untouched=secret))
+    if unbounded:
+        rows.append(_video_row(raw, server, "3", "HLS master playlist naming itself", hls_master_self("self.m3u8"),
+                               "self.m3u8", limit))
+        rows.append(_video_row(raw, server, "4", "ffconcat list naming itself", ffconcat_self("self.mp4"), "self.mp4",
+                               limit))
+    rows.append(_video_row(raw, server, "1", "DASH manifest naming a server clip",
+                           f'<?xml version="1.0"?><MPD><Period><AdaptationSet><Representation><BaseURL>{secret}'
+                           '</BaseURL></Representation></AdaptationSet></Period></MPD>'.encode(), "m.mpd", limit,
+                           untouched=secret))
+    rows.append(_video_row(raw, server, "1", "SDP file (RTP over UDP)",
+                           b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n",
+                           "a.sdp", limit))
+    for at in (0, 2):
+        rows.append(_video_row(raw, server, "5", f"MOV saying 64x64, frame {at + 1} a 13000x13000 16-bit PNG",
+                               png_frame_mov(13000, at), f"lie{at}.mov", limit))
+    rows.append(_video_row(raw, server, "6", "MKV with 990 audio streams", many_audio_mkv(990), "many.mkv", limit))
+    rows.append(_video_row(raw, server, "8", "raw .h264 stream of 224 frames, --max-video-frames 6", raw_h264(224),
+                           "s.h264", limit, by_limit=True))
+    rows.append(_video_row(raw, server, "8", "MKV of 224 frames whose header says 0.4 s, --max-video-frames 6",
+                           mkv_claiming(224, 0.4), "short.mkv", limit, by_limit=True))
+    rows.append(_video_row(raw, server, "9", "MP4: 5 frames, then 5.2 h of 8 kb/s MP2", sound_tail(5.2 * 3600),
+                           "tail.mp4", limit, bounded=_sound_bounded))
+    # Last: on an unfixed server this one holds its worker for good.
+    segment = raw.upload(clip_bytes(12), "segment.mp4")
+    rows.append(_video_row(raw, server, "2", "live HLS playlist (no end, EXTINF:3600) of the user's own segment",
+                           hls_playlist([segment], live=True), "live.m3u8", limit))
     return rows
 
 
@@ -576,16 +821,19 @@ def print_table(rows: Sequence[Row]) -> None:
 
 
 def run_all(raw: Raw, server: Server, timeout_s: float, sweep_wait_s: float,
-            auth: tuple[str, str] | None = None) -> list[Row]:
+            auth: tuple[str, str] | None = None, unbounded: bool = True, only: str | None = None) -> list[Row]:
     rows: list[Row] = []
     steps: list[Callable[[], list[Row]]] = [
         lambda: a1_server_files(raw, server), lambda: a2_unqueued_decode(raw, server),
         lambda: a3_decoders(raw, server, timeout_s), lambda: a4_bodies(raw, server),
         lambda: a5_partial_uploads(raw, server, sweep_wait_s), lambda: a6_metrics(raw, server),
-        lambda: a7_abandoned(raw, server), lambda: a8_messages(raw, server)]
-    steps.append(lambda: a10_mcp_and_webcam(raw, server))  # issue 22
+        lambda: a7_abandoned(raw, server), lambda: a8_messages(raw, server),
+        lambda: a11_mcp_and_webcam(raw, server),
+        lambda: a10_videos(raw, server, timeout_s, unbounded)]  # last: an unfixed server's live playlist holds a worker
     if auth:
         steps.append(lambda: a9_auth(raw, server, *auth))
+    if only == "videos":
+        steps = [lambda: a10_videos(raw, server, timeout_s, unbounded)]
     for step in steps:
         try:
             got = step()
@@ -617,10 +865,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url", help="attack an app that is already running instead")
     p.add_argument("--secret", type=Path, help="with --url: an image on the server outside its upload folder")
     p.add_argument("--timeout", type=float, default=5.0, help="the app's --timeout (default 5)")
+    p.add_argument("--only", choices=["videos"], help="run only the hostile videos (issue 22)")
+    p.add_argument("--skip-unbounded", action="store_true",
+                   help="leave out the videos that grow without end on an unfixed server (to replay an old commit)")
     a = p.parse_args(argv)
     if a.url:
         server = Server(a.url, secret=a.secret)
-        rows = run_all(Raw(a.url), server, a.timeout, sweep_wait_s=0)
+        rows = run_all(Raw(a.url), server, a.timeout, sweep_wait_s=0, unbounded=not a.skip_unbounded, only=a.only)
         print_table(rows)
         return 0 if all(r.held for r in rows) else 1
     if not a.weights:
@@ -634,14 +885,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret, folder = plant(tmp, upload_dir)
         env = {"GRADIO_TEMP_DIR": str(upload_dir), "TMPDIR": str(tmp)}
         common = ["--weights", weights, "--offline", "--device", "cpu", "--timeout", str(a.timeout),
-                  "--temp-max-age", "4", "--result-cache-size", "0", "--max-queue", "64"]
+                  "--temp-max-age", "4", "--result-cache-size", "0", "--max-queue", "64", "--max-video-frames", "6"]
         with running_app([*common, "--metrics", "--mcp"], tmp / "open", env=env) as app:
             server = Server(app.url, app.proc.pid, upload_dir, secret, folder, app.log)
-            rows = run_all(Raw(app.url), server, a.timeout, sweep_wait_s=15)
+            rows = run_all(Raw(app.url), server, a.timeout, sweep_wait_s=15, unbounded=not a.skip_unbounded,
+                           only=a.only)
             rows += sigterm_rows(app.proc, upload_dir, tmp)
-        with running_app([*common, "--metrics", "--mcp", "--auth", f"{user}:{password}"], tmp / "auth",
-                         env={**env, "GRADIO_TEMP_DIR": str(tmp / "uploads-auth")}) as app:
-            rows += a9_auth(Raw(app.url), Server(app.url, app.proc.pid), user, password)
+        if a.only is None:
+            with running_app([*common, "--metrics", "--mcp", "--auth", f"{user}:{password}"], tmp / "auth",
+                             env={**env, "GRADIO_TEMP_DIR": str(tmp / "uploads-auth")}) as app:
+                rows += a9_auth(Raw(app.url), Server(app.url, app.proc.pid), user, password)
     print_table(rows)
     return 0 if all(r.held for r in rows) else 1
 
