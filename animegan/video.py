@@ -407,7 +407,7 @@ def stylize_frame(frame: np.ndarray, options: RunOptions, smoother: FrameSmoothe
             _runners[key] = runner
     Deadline.of(options).check("before the frame")
     out = runner(np.ascontiguousarray(frame), smoother)
-    return imaging.keep_brightness(out, frame) if options.keep_brightness else out
+    return imaging.match_photo(out, frame, brightness=options.keep_brightness, color=options.keep_color)
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -584,7 +584,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
     ``max_side`` (None: 720, 0: native), ``device``, ``precision``, ``memory_budget``, ``tile``,
-    ``keep_brightness``, ``deadline`` in seconds, ``framing``: ``whole`` or, for portrait styles, ``center``). ``limits`` are checked from the header before any work
+    ``keep_brightness``, ``keep_color`` (0 to 1), ``deadline`` in seconds, ``framing``: ``whole`` or, for portrait styles, ``center``). ``limits`` are checked from the header before any work
     (None: :class:`VideoLimits` defaults). ``temporal``: smooth the layer statistics across frames.
     ``on_frame(done, expected)`` after each frame; ``check()`` between frames (what it raises stops the run);
     the options' deadline is checked there too (:class:`~animegan.engine.ConversionTimeout`).
@@ -649,8 +649,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
             if isinstance(item, _Frame):
                 t0 = time.perf_counter()
                 rgb = runner(item.rgb, smoother)
-                if options.keep_brightness:
-                    rgb = imaging.keep_brightness(rgb, item.rgb)
+                rgb = imaging.match_photo(rgb, item.rgb, brightness=options.keep_brightness, color=options.keep_color)
                 model_seconds += time.perf_counter() - t0
                 frames += 1
                 if on_frame:
