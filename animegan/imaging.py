@@ -241,14 +241,21 @@ def keep_color(styled: np.ndarray, photo: np.ndarray, strength: float) -> np.nda
     y_out = out @ LUMA
     y_src = src @ LUMA
     scale = np.clip((y_out + 1.0) / (y_src + 1.0), *CHROMA_SCALE)
-    chroma = out - y_out[..., None]
-    chroma += strength * ((src - y_src[..., None]) * scale[..., None] - chroma)
-    # Largest t <= 1 with y + t * chroma inside [0, 255] in every channel.
-    room = np.where(chroma > 0, 255.0 - y_out[..., None], y_out[..., None])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = np.where(np.abs(chroma) > 1e-3, room / np.abs(chroma), np.inf)
-    t = np.minimum(fit.min(axis=2), 1.0)
-    out = y_out[..., None] + chroma * t[..., None]
+    src -= y_src[..., None]                      # the photo's chroma (R-Y, G-Y, B-Y: Cb/Cr in another basis)
+    src *= scale[..., None]
+    out -= y_out[..., None]                      # the style's chroma
+    out += strength * (src - out)
+    out += y_out[..., None]
+    # Out of the RGB cube (rare: bright, saturated pixels): shrink that pixel's chroma until it fits.
+    r, g, b = out[..., 0], out[..., 1], out[..., 2]  # per channel: numpy's min over a last axis of 3 is slow
+    bad = (np.minimum(np.minimum(r, g), b) < 0) | (np.maximum(np.maximum(r, g), b) > 255)
+    if bad.any():
+        y = y_out[bad][:, None]
+        chroma = out[bad] - y
+        room = np.where(chroma > 0, 255.0 - y, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(np.abs(chroma) > 1e-3, room / np.abs(chroma), np.inf)
+        out[bad] = y + chroma * np.minimum(fit.min(axis=1), 1.0)[:, None]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
