@@ -720,7 +720,8 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                             keep = gr.Checkbox(False, label="Keep brightness",
                                                info="Match the photo's overall brightness (upstream's optional post-step).",
                                                elem_id="keep-brightness")
-                        keep_color = gr.Slider(0, 1, value=0, step=0.05, label="Keep colours", elem_id="keep-color",
+                        keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                               elem_id="keep-color",
                                                info="0: the style's colours; 1: the photo's own colours under the "
                                                     "style's lines and tones.")
                         framing = gr.Radio(choices=[("Face", "face"), ("Centre square", "center"), ("Whole photo", "whole"),

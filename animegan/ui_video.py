@@ -397,7 +397,8 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                          elem_id="video-max-side")
                     temporal = gr.Checkbox(True, label="Temporal smoothing",
                                            info="Steady tones from frame to frame (no flicker).", elem_id="temporal")
-                keep_color = gr.Slider(0, 1, value=0, step=0.05, label="Keep colours", elem_id="video-keep-color",
+                keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                       elem_id="video-keep-color",
                                        info="0: the style's colours; 1: the clip's own colours under the style's lines.")
                 framing = gr.Radio(choices=[("Whole frame", "whole"), ("Centre square", "center")], value="whole",
                                    label="Framing", info="Portrait styles: the whole frame, or its centre square at "
@@ -442,7 +443,8 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
                                   elem_id="webcam")
                 style = gr.Radio(choices=choices, value=first_ok, label="Style", elem_id="webcam-style")
                 temporal = gr.Checkbox(True, label="Temporal smoothing", elem_id="webcam-temporal")
-                keep_color = gr.Slider(0, 1, value=0, step=0.05, label="Keep colours", elem_id="webcam-keep-color",
+                keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                       elem_id="webcam-keep-color",
                                        info="0: the style's colours; 1: your own colours under the style's lines.")
             with gr.Column(scale=1):
                 mirror = gr.Image(label="Anime mirror", interactive=False, height=320, elem_id="webcam-result")

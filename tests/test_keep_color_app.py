@@ -27,7 +27,7 @@ COLOUR_REFUSED = "Keep colours must be a number from 0"
 def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("keep-color-app")
     with running_app(tmp / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
-                     "--precision", "fp32") as url:
+                     "--precision", "fp32", env={"ANIMEGAN_KEEP_COLOR": "0.5"}) as url:
         yield url
 
 
@@ -38,12 +38,28 @@ def rgb(path: str | Path) -> np.ndarray:
 def test_stylize_takes_keep_color_last_and_old_calls_still_work(app_url: str, small_photo: Path, tmp_path: Path) -> None:
     c = client(app_url, tmp_path)
     photo = rgb(small_photo)
-    plain, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")  # today's 4 values
+    plain, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, "face", "keep", 0, api_name="/stylize")
     kept, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, "face", "keep", 1.0, api_name="/stylize")
     assert BENCH.chroma_mae(rgb(kept), photo) < 0.45 * BENCH.chroma_mae(rgb(plain), photo)
     assert BENCH.detail_correlation(rgb(kept), rgb(plain)) > 0.98
     by_name, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, keep_color=1.0, api_name="/stylize")
     assert np.array_equal(rgb(by_name), rgb(kept))
+    # Today's 4 values: gradio_client fills in the sliders' start (ANIMEGAN_KEEP_COLOR=0.5 here; 0 unless set).
+    default, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")
+    half, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, keep_color=0.5, api_name="/stylize")
+    assert np.array_equal(rgb(default), rgb(half))
+    assert BENCH.chroma_mae(rgb(kept), photo) < BENCH.chroma_mae(rgb(half), photo) < BENCH.chroma_mae(rgb(plain), photo)
+
+
+def test_the_app_flag_is_checked() -> None:
+    from animegan.serving import load_config
+
+    assert load_config(["--keep-color", "0.3"], {}).keep_color == 0.3
+    assert load_config([], {"ANIMEGAN_KEEP_COLOR": "1"}).keep_color == 1.0
+    assert load_config([], {}).keep_color == 0.0
+    for bad in ("nan", "inf", "1.2", "-0.1"):
+        with pytest.raises(SystemExit):
+            load_config(["--keep-color", bad], {})
 
 
 def test_raw_requests_count_seven_and_six_values_and_bad_strengths_are_named(app_url: str, small_photo: Path,
@@ -106,7 +122,7 @@ def test_the_webcam_mirror_takes_keep_color(registry, photos: dict[str, Path]) -
 @pytest.mark.browser
 def test_the_keep_colours_sliders_in_a_browser(app_url: str, tmp_path: Path) -> None:
     """Photo tab: Keep colours at 1 gives the photo's colours (the downloaded PNG is measured); the Video and Webcam
-    tabs have the slider too, at 0 by default."""
+    tabs have the slider too; all three start where ANIMEGAN_KEEP_COLOR says."""
     from playwright.sync_api import expect
 
     photo = imaging.load_photo(ASTRONAUT, max_side=256).rgb
@@ -116,7 +132,7 @@ def test_the_keep_colours_sliders_in_a_browser(app_url: str, tmp_path: Path) -> 
         expect(page.locator("#convert")).to_be_visible(timeout=30_000)
         expect(page.locator("#keep-color")).to_contain_text("Keep colours")
         box, track = page.locator("#keep-color input[type=number]"), page.locator("#keep-color input[type=range]")
-        expect(box).to_have_value("0")
+        expect(box).to_have_value("0.5")
         side = page.locator("#max-side input[type=number]")
         side.fill("256")
         side.press("Enter")
@@ -144,5 +160,5 @@ def test_the_keep_colours_sliders_in_a_browser(app_url: str, tmp_path: Path) -> 
         for tab, slider in (("Video", "#video-keep-color"), ("Webcam mirror", "#webcam-keep-color")):
             page.get_by_role("tab", name=tab, exact=True).click()
             expect(page.locator(slider)).to_contain_text("Keep colours")
-            expect(page.locator(f"{slider} input[type=number]")).to_have_value("0")
+            expect(page.locator(f"{slider} input[type=number]")).to_have_value("0.5")
         page.close()
