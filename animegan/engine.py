@@ -198,8 +198,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     """Turn a photo into anime art in one style.
 
     Settings are :class:`~animegan.options.RunOptions` fields as keywords (``max_side``, ``keep_brightness``,
-    ``keep_color`` (0 to 1: how far the result takes the photo's own colours), ``device``, ``precision``, ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline``
-    may also be given as seconds from now (or a :class:`Deadline`).
+    ``keep_color`` (0 to 1: how far the result takes the photo's own colours), ``device``, ``precision``,
+    ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline`` may also be given as seconds
+    from now (or a :class:`Deadline`).
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are

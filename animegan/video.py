@@ -584,7 +584,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
     ``max_side`` (None: 720, 0: native), ``device``, ``precision``, ``memory_budget``, ``tile``,
-    ``keep_brightness``, ``keep_color`` (0 to 1), ``deadline`` in seconds, ``framing``: ``whole`` or, for portrait styles, ``center``). ``limits`` are checked from the header before any work
+    ``keep_brightness``, ``deadline`` in seconds, ``framing``: ``whole`` or, for portrait styles, ``center``). ``limits`` are checked from the header before any work
     (None: :class:`VideoLimits` defaults). ``temporal``: smooth the layer statistics across frames.
     ``on_frame(done, expected)`` after each frame; ``check()`` between frames (what it raises stops the run);
     the options' deadline is checked there too (:class:`~animegan.engine.ConversionTimeout`).
