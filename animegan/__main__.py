@@ -165,8 +165,9 @@ def convert_main(argv: list[str]) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     options = RunOptions(style=spec.id, device=str(device), precision=args.precision, max_side=args.max_side,
-                         keep_brightness=args.keep_brightness, keep_color=args.keep_color, framing=args.framing, background=args.background,
-                         max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile)
+                         keep_brightness=args.keep_brightness, framing=args.framing, background=args.background,
+                         max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile,
+                         keep_color=args.keep_color)
     convert = LocalConverter(registry)
     failed = 0
     written: set[Path] = set()
