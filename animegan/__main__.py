@@ -26,7 +26,7 @@ from . import imaging, video
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory
 from .framing import FRAMINGS, KEEP, DetectorMissing
 from .memory import fmt_bytes, parse_bytes, resolve_device
-from .options import RunOptions
+from .options import RunOptions, check_keep_color
 from .precision import PRECISIONS, resolve
 from .registry import Registry
 from .styles import UnknownStyleError, load_styles, style_ids
@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
                         "fp32 gives the reference output")
     p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
+    p.add_argument("--keep-color", "--keep-colour", type=float, default=0.0, metavar="S",
+                   help="0 to 1: how far the result takes the photo's own colours under the style's lines and tones "
+                        "(0: off, default; 1: the photo's colours); photos, portraits and videos alike")
     p.add_argument("--framing", choices=list(FRAMINGS), default=None,
                    help="portrait styles: face (default: the largest face, squared), center (centre square), whole "
                         "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
@@ -82,6 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max-side must be 0 (native size) or a positive number of pixels")
     if args.max_video_seconds < 0:
         p.error("--max-video-seconds must be 0 (no limit) or a number of seconds")
+    try:
+        check_keep_color(args.keep_color)
+    except ValueError as exc:
+        p.error(f"--keep-color: {exc}")
     if args.tile is not None and args.tile < 0:
         p.error("--tile must be 0 (never tile) or a tile size in px")
     scenes = [s.id for s in load_styles() if not s.is_portrait]
@@ -159,7 +166,8 @@ def convert_main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     options = RunOptions(style=spec.id, device=str(device), precision=args.precision, max_side=args.max_side,
                          keep_brightness=args.keep_brightness, framing=args.framing, background=args.background,
-                         max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile)
+                         max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile,
+                         keep_color=args.keep_color)
     convert = LocalConverter(registry)
     failed = 0
     written: set[Path] = set()

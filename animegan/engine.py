@@ -198,8 +198,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     """Turn a photo into anime art in one style.
 
     Settings are :class:`~animegan.options.RunOptions` fields as keywords (``max_side``, ``keep_brightness``,
-    ``device``, ``precision``, ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline``
-    may also be given as seconds from now (or a :class:`Deadline`).
+    ``keep_color`` (0 to 1: how far the result takes the photo's own colours), ``device``, ``precision``,
+    ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline`` may also be given as seconds
+    from now (or a :class:`Deadline`).
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
@@ -244,8 +245,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     h, w = photo.rgb.shape[:2]
     budget = memory.default_budget(dev, memory.parse_bytes(options.memory_budget))
     plan = memory.plan_run(h, w, dev.type, precision, budget, tile=options.tile)
-    keep_brightness = options.keep_brightness
-    key = _cache_key(photo, loaded, plan, dev, keep_brightness) if cache is not None else ""
+    key = _cache_key(photo, loaded, plan, dev, options) if cache is not None else ""
     if cache is not None and (hit := _from_cache(cache, key, photo, loaded, plan, notices)) is not None:
         return hit
     start = time.perf_counter()
@@ -262,8 +262,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
         peak, kind = rss.peak, "process peak RSS"
     if plan.tiled:
         notices.append(Notice("tiled", f"ran in {plan.describe()}"))
-    if keep_brightness:
-        rgb = imaging.keep_brightness(rgb, photo.rgb)
+    rgb = imaging.match_photo(rgb, photo.rgb, brightness=options.keep_brightness, color=options.keep_color)
     out = imaging.to_image(rgb, photo.alpha)
     n_tiles = plan.tile_count(h, w)
     stats = RunStats(
@@ -294,12 +293,21 @@ def _checking(on_tile: TileProgress | None, deadline: Deadline) -> TileProgress 
     return report
 
 
-def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device, keep: bool) -> str:
-    """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan."""
+def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device,
+               options: RunOptions) -> str:
+    """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan,
+    the post-steps."""
     run = ["tiles", plan.tile, plan.halo, plan.stats_side, plan.passes] if plan.tiled else ["whole"]
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
-                      settings={"keep_brightness": keep, "device": dev.type, "precision": loaded.key.precision,
-                                "run": run})
+                      settings={"keep_brightness": options.keep_brightness, "device": dev.type,
+                                "precision": loaded.key.precision, "run": run, **_color_setting(options)})
+
+
+def _color_setting(options: RunOptions) -> dict[str, object]:
+    """Keep colour's part of a cache key: absent when off, so the keys of results without it are unchanged."""
+    if not options.keep_color:
+        return {}
+    return {"keep_color": [float(options.keep_color), imaging.KEEP_COLOR_VERSION]}
 
 
 def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: StyleSpec, registry: Registry,
@@ -400,7 +408,8 @@ def _framed_key(registry: Registry, loaded: LoadedModel, photo: imaging.Photo, o
     dev, precision = torch.device(loaded.key.device), loaded.key.precision
     settings = {"keep_brightness": options.keep_brightness, "device": dev.type, "precision": precision,
                 "tile": options.tile, "memory_budget": options.memory_budget,
-                "detector": framing_mod.detector_name() if options.framing in ("face", "paste") else None}
+                "detector": framing_mod.detector_name() if options.framing in ("face", "paste") else None,
+                **_color_setting(options)}
     bg = "keep"
     if background is not None:
         bg = f"{background.id}:{registry.get(background, dev, precision).weights_fingerprint}"

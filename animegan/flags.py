@@ -75,6 +75,8 @@ FLAGS: dict[str, Flag] = _flags(
          "conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)", int),
     Flag("max_queue", "ANIMEGAN_MAX_QUEUE", "requests allowed to wait; more get 'queue full' (default 16)", int),
     Flag("max_side", "ANIMEGAN_MAX_SIDE", "initial 'max side' in the UI (0: native size; default: the style's)", int),
+    Flag("keep_color", "ANIMEGAN_KEEP_COLOR", "initial 'Keep colours' in the UI's tabs, and so the API's default "
+         "(as with --max-side), 0 to 1 (default 0: the style's colours)", float, metavar="S"),
     Flag("weights_dir", "ANIMEGAN_WEIGHTS_DIR", "folder with <style>.pt or the upstream TF checkpoint files", Path),
     Flag("weights", "ANIMEGAN_WEIGHTS", "weights file (.pt or TF checkpoint prefix) for one style; repeatable "
          "(variable: comma-separated STYLE=PATH pairs)", kind="append", metavar="STYLE=PATH"),

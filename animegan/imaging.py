@@ -211,6 +211,63 @@ def keep_brightness(styled: np.ndarray, photo: np.ndarray) -> np.ndarray:
     return np.clip(styled.astype(np.float32) * (src / dst) + 0.5, 0, 255).astype(np.uint8)
 
 
+# BT.601 luma, the weights keep_brightness and JPEG's YCbCr use.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Bump when keep_color's rule changes (part of the result cache key).
+KEEP_COLOR_VERSION = 1
+# keep_color scales the photo's chroma by (styled luma / photo luma) within these bounds: wider lets a near-black
+# photo pixel lend its noise-level chroma to a pixel the style brightened.
+CHROMA_SCALE = (0.25, 2.0)
+
+
+def keep_color(styled: np.ndarray, photo: np.ndarray, strength: float) -> np.ndarray:
+    """The photo's colours under the style's lines and tones: luma stays the style's, chroma moves to the photo's.
+
+    The photo's chroma (RGB minus luma, i.e. Cb/Cr) is scaled by the ratio of the style's luma to the photo's, so a
+    pixel keeps the photo's hue and saturation at the brightness the style chose: where the style darkens (shadows,
+    lines) the colour does not become garish, where it brightens (an anime sky) the colour does not wash out. The
+    result is blended with the style's own chroma by ``strength`` (0: the styled image itself, 1: the photo's
+    colours), then the chroma is shrunk, never the luma moved, where it would leave the RGB cube, so hues do not
+    turn (clipping one channel turns skin orange). Pixel by pixel, no image statistics: a video's colours follow
+    its frames and add no flicker. Same-size HxWx3 uint8 in and out.
+    """
+    if not strength > 0:  # 0 (and NaN) is off: the styled pixels themselves, untouched
+        return styled
+    if styled.shape != photo.shape:
+        raise ValueError(f"keep_color needs the photo at the result's size: {photo.shape} vs {styled.shape}")
+    strength = min(float(strength), 1.0)
+    out = styled.astype(np.float32)
+    src = photo.astype(np.float32)
+    y_out = out @ LUMA
+    y_src = src @ LUMA
+    scale = np.clip((y_out + 1.0) / (y_src + 1.0), *CHROMA_SCALE)
+    src -= y_src[..., None]                      # the photo's chroma (R-Y, G-Y, B-Y: Cb/Cr in another basis)
+    src *= scale[..., None]
+    out -= y_out[..., None]                      # the style's chroma
+    out += strength * (src - out)
+    out += y_out[..., None]
+    # Out of the RGB cube (rare: bright, saturated pixels): shrink that pixel's chroma until it fits.
+    r, g, b = out[..., 0], out[..., 1], out[..., 2]  # per channel: numpy's min over a last axis of 3 is slow
+    bad = (np.minimum(np.minimum(r, g), b) < 0) | (np.maximum(np.maximum(r, g), b) > 255)
+    if bad.any():
+        y = y_out[bad][:, None]
+        chroma = out[bad] - y
+        room = np.where(chroma > 0, 255.0 - y, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(np.abs(chroma) > 1e-3, room / np.abs(chroma), np.inf)
+        out[bad] = y + chroma * np.minimum(fit.min(axis=1), 1.0)[:, None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def match_photo(styled: np.ndarray, photo: np.ndarray, *, brightness: bool = False, color: float = 0.0) -> np.ndarray:
+    """The post-steps every path (photos, portrait parts, video frames, webcam) applies to a styled image, in one
+    order: keep brightness first (one gain on the whole image), then keep colour (the photo's chroma at the luma
+    that results), so the two switches combine: the photo's mean brightness, and its colours at that brightness."""
+    if brightness:
+        styled = keep_brightness(styled, photo)
+    return keep_color(styled, photo, color)
+
+
 def to_image(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None:

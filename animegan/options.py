@@ -7,6 +7,7 @@ up: :class:`Notice` (what happened, by kind) in the result's stats, and the engi
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +43,7 @@ class RunOptions:
     precision: str | None = None          # None: fp16 on CUDA, fp32 on the CPU
     max_side: int | None = None           # None: the style's recommended size; 0: native size
     keep_brightness: bool = False
+    keep_color: float = 0.0               # 0: off; 1: the photo's colours under the style's lines and tones
     max_pixels: int = DEFAULT_MAX_PIXELS
     memory_budget: int | str | None = None  # bytes or "2G"; None: free VRAM minus a margin, or 2 GiB of RAM
     tile: int | None = None               # None: from the budget; 0: whole image; N: N px tiles
@@ -49,6 +51,9 @@ class RunOptions:
     timeout_s: float | None = None        # the limit the deadline came from, for messages
     framing: str | None = None            # portraits: face (None: the default), center, whole, paste; scenes: ignored
     background: str = "keep"              # paste: keep the photo around the faces, or a scene style's id
+
+    def __post_init__(self) -> None:
+        check_keep_color(self.keep_color)
 
     def replace(self, **changes: object) -> RunOptions:
         return dataclasses.replace(self, **changes)
@@ -71,3 +76,15 @@ class RunOptions:
         if seconds_left is None:
             return self.replace(deadline=None)
         return self.replace(deadline=time.monotonic() + max(seconds_left, 0.001))
+
+
+def check_keep_color(value: object) -> float:
+    """The one rule for a keep-colour strength (every caller: library, CLI, app, replicas): a number from 0 to 1."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if isinstance(value, (str, bytes)) or not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
+        raise ValueError(f"keep colour must be a number from 0 (off) to 1 (the photo's colours), not {shown}")
+    return number

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import flags, imaging
 from .memory import parse_bytes
+from .options import check_keep_color
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 from .weights import WeightsOrigin
@@ -56,6 +57,7 @@ class ServeConfig:
     concurrency: int | None = None        # None: the default for the resolved device
     max_queue: int = DEFAULT_MAX_QUEUE
     max_side: int | None = None           # the UI's initial max side; None: the styles' recommended size
+    keep_color: float = 0.0               # the UI's initial Keep colours (so gradio_client's default too)
     weights_dir: Path | None = None
     weights: dict[str, Path] = field(default_factory=dict)
     offline: bool | None = None           # None: the engine decides from ANIMEGAN_OFFLINE / HF_HUB_OFFLINE
@@ -220,6 +222,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         concurrency=pick("concurrency"),
         max_queue=pick("max_queue") or DEFAULT_MAX_QUEUE,
         max_side=pick("max_side"),
+        keep_color=_or(pick("keep_color"), 0.0),
         weights_dir=pick("weights_dir"),
         weights=weights,
         offline=offline,
@@ -276,4 +279,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         raise ValueError(f"--tile must be 0 (never tile) or a tile size in px, got {config.tile}")
     if config.max_side is not None and config.max_side < 0:
         raise ValueError(f"--max-side must be 0 (native size) or more, got {config.max_side}")
+    try:
+        check_keep_color(config.keep_color)
+    except ValueError as exc:
+        raise ValueError(f"--keep-color: {exc}") from None
     return config

@@ -40,7 +40,7 @@ from .engine import ConversionTimeout, Converter, Deadline, LocalConverter, OutO
 from .framing import FRAMINGS, KEEP, DetectorMissing
 from .imaging import InvalidImageError
 from .memory import DeviceError
-from .options import RunOptions
+from .options import RunOptions, check_keep_color
 from .registry import Registry
 from .request_guard import Listeners
 from .result_cache import ResultCache
@@ -172,15 +172,16 @@ class StylizeApp:
 
     # -- conversion -----------------------------------------------------------------------------
     def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
-                background: Any = None, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                background: Any = None, keep_color: Any = None,
+                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize API (its description, from the styles, is :func:`stylize_doc`)."""
         path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False,
-                                       framing=framing, background=background)
+                                       framing=framing, background=background, keep_color=keep_color)
         return path, text
 
     def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
-                     background: Any = None, request: gr.Request = None,  # type: ignore[assignment]
+                     background: Any = None, keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[tuple[Image.Image, str], str, str]:  # noqa: B008
         """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job.
 
@@ -189,7 +190,7 @@ class StylizeApp:
         """
         try:
             path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True,
-                                                framing=framing, background=background)
+                                                framing=framing, background=background, keep_color=keep_color)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return gr.skip(), None, f"**{exc.title or 'Error'}:** {exc.message}"
@@ -197,11 +198,11 @@ class StylizeApp:
 
     def _observed(self, image: Any, style: Any, max_side: Any, keep_brightness: Any, request: gr.Request | None,
                   progress: gr.Progress, before: bool, framing: Any = None,
-                  background: Any = None) -> tuple[str, str, Image.Image | None]:
+                  background: Any = None, keep_color: Any = None) -> tuple[str, str, Image.Image | None]:
         started = time.perf_counter()
         try:
             path, text, stats, before = self._convert(image, style, max_side, keep_brightness, request, progress,
-                                                      before, framing, background)
+                                                      before, framing, background, keep_color)
         except gr.Error as exc:
             self._observe(style, started, error=exc)
             raise
@@ -216,7 +217,7 @@ class StylizeApp:
 
     def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, request: gr.Request | None,
                  progress: gr.Progress, want_before: bool, framing: Any = None,
-                 background: Any = None) -> tuple[str, str, RunStats, Image.Image | None]:
+                 background: Any = None, keep_color: Any = None) -> tuple[str, str, RunStats, Image.Image | None]:
         """The conversion itself. Inputs arrive unprocessed (``preprocess=False``) so that every check, and so
         every message the user sees, is ours: the photo may be a path or Gradio's file payload, and it passes
         the upload gate whatever the payload claims to be.
@@ -227,6 +228,7 @@ class StylizeApp:
             # One deadline for the whole request: read, decode, model, encode.
             options = self.options.replace(style=spec.id, max_side=side, keep_brightness=_flag(keep_brightness),
                                            framing=_framing(framing), background=_background(background),
+                                           keep_color=keep_color_value(keep_color),
                                            ).with_timeout(self.config.timeout)
             source, name = self._photo(image)
             watch = ClientWatch(self, request)
@@ -277,7 +279,7 @@ class StylizeApp:
     def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any, framing: Any = None,
                 background: Any = None, request: gr.Request = None):  # type: ignore[assignment]
         """The examples' function (cached lazily): the same conversion, shaped for the UI's outputs."""
-        return self.convert_page(image, style, max_side, keep_brightness, framing, background, request, gr.Progress())
+        return self.convert_page(image, style, max_side, keep_brightness, framing, background, None, request, gr.Progress())
 
     def _style(self, style: str | None) -> StyleSpec:
         if not style:
@@ -441,6 +443,17 @@ def _max_side(value: Any) -> int:
     return side
 
 
+def keep_color_value(value: Any) -> float:
+    """The Keep colours input (a slider's number, or what a raw request sends): None or empty is off."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        return check_keep_color(float(value) if isinstance(value, str) else value)
+    except ValueError:
+        raise gr.Error("Keep colours must be a number from 0 (the style's colours) to 1 (the photo's own colours).",
+                       title="Bad keep colours", print_exception=False) from None
+
+
 def side_info(value: Any) -> str:
     """The max-side box's line for its current value: the browser clamps a typed -5 to 0 and 99999 to the
     limit without a word, so the line says where the value ended up and what it does."""
@@ -547,6 +560,7 @@ def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
         keep_brightness: true to match the photo's overall brightness (upstream's optional post-step).
         framing: "face" (default), "center", "whole" or "paste"; portrait styles ({portraits}) only, scene styles ignore it. face: the largest face in a square at the style's training size; center: the centre square; whole: the whole photo; paste: every face stylised and pasted back into the whole photo.
         background: with framing "paste": "keep" (default) keeps the rest of the photo as it is; a scene style id ({scenes}) stylises it.
+        keep_color: 0 (default) to 1: how far the result takes the photo's own colours under the style's lines and tones; 1 gives the photo's colours.
 
     Returns:
         the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
@@ -723,6 +737,10 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                             keep = gr.Checkbox(False, label="Keep brightness",
                                                info="Match the photo's overall brightness (upstream's optional post-step).",
                                                elem_id="keep-brightness")
+                        keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                               elem_id="keep-color",
+                                               info="0: the style's colours; 1: the photo's own colours under the "
+                                                    "style's lines and tones.")
                         framing = gr.Radio(choices=[("Face", "face"), ("Centre square", "center"), ("Whole photo", "whole"),
                                                     ("Paste faces back", "paste")], value="face", label="Framing",
                                            info="Portrait styles: which part of the photo the face style sees.",
@@ -761,13 +779,13 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                      api_visibility="private", show_progress="hidden")
         framing.change(app.framing_controls, inputs=[style, framing], outputs=[framing, background], queue=False,
                        api_visibility="private", show_progress="hidden")
-        convert.click(app.convert_page, inputs=[photo, style, max_side, keep, framing, background],
+        convert.click(app.convert_page, inputs=[photo, style, max_side, keep, framing, background, keep_color],
                       outputs=[slider, result, note],
                       api_visibility="private", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[slider])
         api_trigger = gr.Button(visible=False, elem_id="api-stylize")
         # New inputs go after the first four, with defaults: 4-argument calls keep working.
-        api_trigger.click(_api_function(app), inputs=[photo, style, max_side, keep, framing, background],
+        api_trigger.click(_api_function(app), inputs=[photo, style, max_side, keep, framing, background, keep_color],
                           outputs=[result, note],
                           # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
                           api_name="stylize", preprocess=False, concurrency_limit=workers,
@@ -791,9 +809,10 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
 def _api_function(app: StylizeApp) -> Callable[..., tuple[str, str]]:
     """``app.stylize`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
     def stylize(image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = "face",
-                background: Any = KEEP, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                background: Any = KEEP, keep_color: float = 0.0,
+                request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return app.stylize(image, style, max_side, keep_brightness, framing, background, request, progress)
+        return app.stylize(image, style, max_side, keep_brightness, framing, background, keep_color, request, progress)
     stylize.__doc__ = stylize_doc(app.styles())
     return stylize
 
@@ -822,8 +841,9 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
                 error = gr.Error(WEBCAM_TAKES, title="Unusable frame", print_exception=False)
             else:
                 takes = VIDEO_ENDPOINTS.get(block_fn.api_name, "/stylize takes a photo file (uploaded first), a style "
-                                            "id, a max side in pixels, true/false for keep brightness, a framing "
-                                            "and a background (six values; gradio_client fills in the last two)")
+                                            "id, a max side in pixels, true/false for keep brightness, a framing, "
+                                            "a background and a keep-colours strength from 0 to 1 (seven values; "
+                                            "gradio_client fills in the last three)")
                 error = gr.Error(f"This request's inputs do not fit the endpoint: {takes}; see the API page.",
                                  title="Bad request", print_exception=False)
             _observe_refusal(app, block_fn, error)
@@ -834,12 +854,13 @@ def _name_input_errors(demo: gr.Blocks, app: StylizeApp) -> None:
 
 # The video endpoints (animegan/ui_video.py), for the refusals above: what each takes.
 VIDEO_ENDPOINTS = {"stylize_video": "/stylize_video takes a video file (uploaded first), a style id, a max side in "
-                                    "pixels, true/false for temporal smoothing and a framing (five values; "
-                                    "gradio_client fills in the last)"}
+                                    "pixels, true/false for temporal smoothing, a framing and a keep-colours "
+                                    "strength from 0 to 1 (six values; gradio_client fills in the last two)"}
 # The webcam mirror's stream event (animegan/ui_video.py; not an API endpoint): its name and its refusal.
 WEBCAM_API = "mirror"
 WEBCAM_TAKES = ("This webcam frame can't be used: the webcam mirror takes a frame from the webcam (a JPEG, PNG or "
-                "WebP image, as the Webcam mirror tab sends it), a style id and true/false for temporal smoothing.")
+                "WebP image, as the Webcam mirror tab sends it), a style id, true/false for temporal smoothing and a "
+                "keep-colours strength from 0 to 1.")
 
 
 def _observe_refusal(app: StylizeApp, block_fn: Any, error: gr.Error) -> None:

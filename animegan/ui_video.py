@@ -48,6 +48,7 @@ from .ui import (
     _flag,
     _max_side,
     _safe_stem,
+    keep_color_value,
     style_label,
     user_error,
 )
@@ -88,27 +89,28 @@ class VideoApp:
 
     # -- video files ----------------------------------------------------------------------------------
     def stylize_video(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
-                      request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                      keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize_video API (its description, from the styles, is :func:`stylize_video_doc`)."""
-        return self._observed(video_file, style, max_side, temporal, framing, request, progress)
+        return self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color)
 
     def convert_page(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
-                     request: gr.Request = None,  # type: ignore[assignment]
+                     keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
         """The page's Convert: a failure stays readable in the notice area (and a toast says it too)."""
         try:
-            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress)
+            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return None, f"**{exc.title or 'Error'}:** {exc.message}"
         return path, text
 
     def _observed(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
-                  request: gr.Request | None, progress: gr.Progress) -> tuple[str, str]:
+                  request: gr.Request | None, progress: gr.Progress, keep_color: Any = None) -> tuple[str, str]:
         started = time.perf_counter()
         try:
-            path, text, stats = self._convert(video_file, style, max_side, temporal, framing, request, progress)
+            path, text, stats = self._convert(video_file, style, max_side, temporal, framing, request, progress,
+                                              keep_color)
         except gr.Error as exc:
             self._observe(style, started, None, exc)
             raise
@@ -122,15 +124,16 @@ class VideoApp:
                                  error_title=getattr(error, "title", None) or ("Error" if error else None))
 
     def _convert(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
-                 request: gr.Request | None, progress: gr.Progress) -> tuple[str, str, video.VideoStats]:
+                 request: gr.Request | None, progress: gr.Progress,
+                 keep_color: Any = None) -> tuple[str, str, video.VideoStats]:
         app = self.app
         with app.gauge:
             spec = app._style(style)
             side = _video_side(max_side)
             smooth = True if temporal is None else _flag(temporal)
             # One deadline for the whole request: probe, decode, model, encode.
-            options = app.options.replace(style=spec.id, max_side=side,
-                                          framing=_video_framing(framing)).with_timeout(self.config.timeout)
+            options = app.options.replace(style=spec.id, max_side=side, framing=_video_framing(framing),
+                                          keep_color=keep_color_value(keep_color)).with_timeout(self.config.timeout)
             source, name = self._video(video_file)
             watch = StopWatch(app, request)
             folder = app.results_dir / uuid.uuid4().hex[:12]
@@ -179,20 +182,21 @@ class VideoApp:
                 shutil.rmtree(self._results.popleft(), ignore_errors=True)
 
     # -- the webcam mirror ------------------------------------------------------------------------------
-    def mirror(self, frame: Any, style: Any, temporal: Any, session: WebcamSession | None) \
+    def mirror(self, frame: Any, style: Any, temporal: Any, session: WebcamSession | None, keep_color: Any = None) \
             -> tuple[Any, str, WebcamSession | None]:
         """One webcam frame in, its stylised copy out (a JPEG data URL: nothing is written to disk), the fps text,
         and the session's state (smoother and frame times)."""
         if frame is None or frame == {} or frame == "":
             return None, "", session
         spec = self.app._style(style)
+        strength = keep_color_value(keep_color)  # frame by frame, after the model: the smoothing state is unchanged
         smooth = True if temporal is None else _flag(temporal)
         if session is None or session.style != spec.id or session.temporal != smooth:
             session = WebcamSession(spec.id, smooth)  # a new style or setting starts the smoothing afresh
         data = self._frame_bytes(frame)
         try:
             photo = imaging.load_photo(data, max_side=self.config.webcam_side, max_pixels=self.config.max_pixels)
-            options = self.app.options.replace(style=spec.id, max_side=self.config.webcam_side)
+            options = self.app.options.replace(style=spec.id, max_side=self.config.webcam_side, keep_color=strength)
             out = video.stylize_frame(photo.rgb, options, session.smoother, registry=self.app.registry)
         except InvalidImageError as exc:
             self.count_frame("unusable_frame")
@@ -373,6 +377,7 @@ def stylize_video_doc(styles: tuple[StyleSpec, ...], limits: video.VideoLimits) 
         max_side: longest side of the result in pixels (default {video.VIDEO_DEFAULT_MAX_SIDE}); larger clips are downscaled first. 0 keeps the native size.
         temporal: true (default) to smooth the tones across frames (no flicker); false for independent frames.
         framing: "whole" (default): the whole frame; "center": portrait styles ({portraits}) only, the centre square of every frame at the style's training size (scene styles ignore it).
+        keep_color: 0 (default) to 1: how far the result takes the clip's own colours under the style's lines and tones, frame by frame.
 
     Returns:
         the stylized clip as an MP4 file (H.264, the input's frames, timing and sound), and a one-line notice.
@@ -398,6 +403,9 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                                          elem_id="video-max-side")
                     temporal = gr.Checkbox(True, label="Temporal smoothing",
                                            info="Steady tones from frame to frame (no flicker).", elem_id="temporal")
+                keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                       elem_id="video-keep-color",
+                                       info="0: the style's colours; 1: the clip's own colours under the style's lines.")
                 framing = gr.Radio(choices=[("Whole frame", "whole"), ("Centre square", "center")], value="whole",
                                    label="Framing", info="Portrait styles: the whole frame, or its centre square at "
                                    "the style's training size.", visible=app.is_portrait(first_ok),
@@ -414,13 +422,14 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
         api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")  # inside the tab: Tabs hold only tabs
     style.change(lambda s: gr.update(visible=app.is_portrait(s)), inputs=[style], outputs=[framing], queue=False,
                  api_visibility="private", show_progress="hidden")
-    running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal, framing],
+    running = convert.click(videos.convert_page, inputs=[clip, style, max_side, temporal, framing, keep_color],
                             outputs=[result, note],
                             api_visibility="private", preprocess=False, concurrency_limit=workers,
                             concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
     stop.click(None, cancels=[running], api_visibility="private")
     # framing came after the first four inputs, with a default: 4-argument calls keep working.
-    api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal, framing], outputs=[result, note],
+    api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal, framing, keep_color],
+                      outputs=[result, note],
                       api_name="stylize_video", preprocess=False, concurrency_limit=workers,
                       concurrency_id=CONVERT_GROUP, show_progress="hidden")
     if config.webcam_streams > 0:
@@ -440,6 +449,9 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
                                   elem_id="webcam")
                 style = gr.Radio(choices=choices, value=first_ok, label="Style", elem_id="webcam-style")
                 temporal = gr.Checkbox(True, label="Temporal smoothing", elem_id="webcam-temporal")
+                keep_color = gr.Slider(0, 1, value=config.keep_color, step=0.05, label="Keep colours",
+                                       elem_id="webcam-keep-color",
+                                       info="0: the style's colours; 1: your own colours under the style's lines.")
             with gr.Column(scale=1):
                 mirror = gr.Image(label="Anime mirror", interactive=False, height=320, elem_id="webcam-result")
                 fps = gr.Markdown(elem_id="webcam-fps")
@@ -447,7 +459,7 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
                     f"continue). Frames that arrive while one is being stylised are skipped, not queued.",
                     elem_id="webcam-note")
         session = gr.State(None)
-    camera.stream(videos.mirror, inputs=[camera, style, temporal, session], outputs=[mirror, fps, session],
+    camera.stream(videos.mirror, inputs=[camera, style, temporal, session, keep_color], outputs=[mirror, fps, session],
                   stream_every=1.0 / config.webcam_fps, time_limit=config.webcam_seconds,
                   concurrency_limit=config.webcam_streams, concurrency_id=WEBCAM_GROUP, preprocess=False,
                   postprocess=False, show_progress="hidden", api_name=WEBCAM_API, api_visibility="private")
@@ -456,8 +468,8 @@ def _webcam_tab(videos: VideoApp, choices: list[tuple[str, str]], first_ok: str 
 def _api_function(videos: VideoApp) -> Callable[..., tuple[str, str]]:
     """``videos.stylize_video`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
     def stylize_video(video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = "whole",
-                      request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                      keep_color: float = 0.0, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return videos.stylize_video(video_file, style, max_side, temporal, framing, request, progress)
+        return videos.stylize_video(video_file, style, max_side, temporal, framing, keep_color, request, progress)
     stylize_video.__doc__ = stylize_video_doc(videos.app.styles(), videos.limits)
     return stylize_video

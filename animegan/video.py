@@ -505,7 +505,7 @@ def stylize_frame(frame: np.ndarray, options: RunOptions, smoother: FrameSmoothe
             _runners[key] = runner
     Deadline.of(options).check("before the frame")
     out = runner(np.ascontiguousarray(frame), smoother)
-    return imaging.keep_brightness(out, frame) if options.keep_brightness else out
+    return imaging.match_photo(out, frame, brightness=options.keep_brightness, color=options.keep_color)
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -855,8 +855,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
             if isinstance(item, _Frame):
                 t0 = time.perf_counter()
                 rgb = runner(item.rgb, smoother)
-                if options.keep_brightness:
-                    rgb = imaging.keep_brightness(rgb, item.rgb)
+                rgb = imaging.match_photo(rgb, item.rgb, brightness=options.keep_brightness, color=options.keep_color)
                 model_seconds += time.perf_counter() - t0
                 frames += 1
                 if on_frame:

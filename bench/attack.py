@@ -115,9 +115,9 @@ def error_text(msg: Any) -> str | None:
 
 
 def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = False, framing: Any = "face",
-                 background: Any = "keep") -> list[Any]:
-    """/stylize's six inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
-    return [photo, style, side, keep, framing, background]
+                 background: Any = "keep", keep_color: Any = 0) -> list[Any]:
+    """/stylize's seven inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
+    return [photo, style, side, keep, framing, background, keep_color]
 
 
 # -- what the script knows about a server it started --------------------------------------------------

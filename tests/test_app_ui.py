@@ -54,7 +54,7 @@ def test_events_are_wired_for_the_queue(registry: Registry) -> None:
     stylize = fns["stylize"]
     assert stylize.queue and stylize.concurrency_id == CONVERT_GROUP and stylize.concurrency_limit == 3
     assert [c.label for c in stylize.inputs] == ["Photo", "Style", "Max side (px)", "Keep brightness",
-                                                  "Framing", "Background (paste)"]  # new inputs after the four
+                                                  "Framing", "Background (paste)", "Keep colours"]  # new inputs after the four
     assert fns["load_example"].concurrency_id == CONVERT_GROUP  # lazily cached examples share the limit
     panel = fns["panels"]
     assert panel.queue is False and panel.concurrency_limit is None  # never waits behind conversions, never queued

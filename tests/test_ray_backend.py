@@ -79,6 +79,19 @@ def test_users_are_spread_over_both_replicas_with_the_local_engine_results(
     assert text.startswith("Hayao style") and f"on cpu in {AUTO_CPU}" in text
 
 
+def test_keep_color_reaches_the_replicas(ray_app: str, small_photo: Path, registry, tmp_path: Path) -> None:
+    """keep_color travels in the RunOptions a replica gets: its result is the local engine's with the same strength."""
+    png, _ = client(ray_app, tmp_path).predict(handle_file(str(small_photo)), "hayao", 160, False, "face", "keep", 1.0,
+                                               api_name="/stylize")
+    with torch_threads(1):
+        plain = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=160).image
+        local = stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=160, keep_color=1.0).image
+    with Image.open(png) as out:
+        remote = np.asarray(out.convert("RGB"), np.int16)
+    assert np.abs(remote - np.asarray(local.convert("RGB"), np.int16)).max() <= 2
+    assert np.abs(remote - np.asarray(plain.convert("RGB"), np.int16)).max() > 10
+
+
 def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_photo: Path, tmp_path: Path) -> None:  
     c = client(ray_app, tmp_path)
     with pytest.raises(AppError) as err:
