@@ -16,6 +16,7 @@ import pytest
 from harness import chromium, running_app, scrape, stats
 
 av = pytest.importorskip("av")
+pytest.importorskip("prometheus_client")  # the app runs with --metrics: the webcam test reads its counters
 pytestmark = pytest.mark.browser
 
 # A synthetic camera (a moving test pattern) that needs no permission prompt.
