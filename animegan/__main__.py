@@ -30,7 +30,7 @@ from .options import RunOptions
 from .precision import PRECISIONS, resolve
 from .registry import Registry
 from .styles import UnknownStyleError, load_styles, style_ids
-from .weights import WeightsError, WeightsOrigin
+from .weights import WeightsDownloadError, WeightsError, WeightsOrigin
 from .weights.folder import write_weights_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -135,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     return convert_main(argv)
 
 
+def quiet_registry_log() -> None:
+    """The registry logs a style that failed to load (for a server's log); a command prints that error itself,
+    once, so its log line would only say the same thing twice."""
+    logging.getLogger("animegan.registry").setLevel(logging.ERROR)
+
+
 def convert_main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    quiet_registry_log()
     registry = Registry(
         weights_dir=args.weights_dir, offline=True if args.offline else None,
         weights={args.style.lower(): args.weights} if args.weights else None,
@@ -215,6 +222,7 @@ def _convert_video(path: Path, target: Path, options: RunOptions, registry: Regi
 def download_main(argv: list[str]) -> int:
     args = parse_download_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    quiet_registry_log()
     registry = Registry(weights_dir=args.weights_dir, offline=True if args.offline else None,
                         origin=WeightsOrigin.from_flags(offline=args.offline, weights_dir=args.weights_dir is not None))
     try:
@@ -224,6 +232,7 @@ def download_main(argv: list[str]) -> int:
         return 2
     specs = list(dict.fromkeys(specs))
     failed = 0
+    hints: dict[str, None] = {}  # what to do without network: the same for every style, said once at the end
     for spec in specs:  # the byte progress bars come from the download itself (shown on a terminal only)
         start = time.perf_counter()
         try:
@@ -237,10 +246,17 @@ def download_main(argv: list[str]) -> int:
                 line += f" ({time.perf_counter() - start:.2f} s)"
             if not args.quiet:
                 print(line, flush=True)
+        except WeightsDownloadError as exc:  # one short line each; the way out once, below
+            failed += 1
+            print(f"error: {spec.id}: {exc.short}", file=sys.stderr, flush=True)
+            if exc.hint:
+                hints[exc.hint] = None
         except (WeightsError, OSError) as exc:
             failed += 1
             print(f"error: {spec.id}: {exc}", file=sys.stderr, flush=True)
         registry.unload(spec.id)  # one style's tensors at a time
+    for hint in hints:
+        print(f"check the network; without it, {hint}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(specs)} styles are not ready", file=sys.stderr)
     return 1 if failed else 0
