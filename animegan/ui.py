@@ -334,6 +334,12 @@ class StylizeApp:
         radio = gr.update(choices=list(zip(labels, [s.id for s in self.styles()]))) if changed else gr.skip()
         return self.memory_panel(), styles_markdown(self.styles(), avail, self.page_text), radio
 
+    def style_choices(self) -> Any:
+        """The style choices with their current availability (an example's inputs reset them to the page's first
+        labels, which may predate a probe or a failed download)."""
+        avail = self.availability()
+        return gr.update(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in self.styles()])
+
     def stats(self) -> dict:
         """In-flight gauge and limits (``/stats``): proves how many conversions ran at once."""
         snap = self.gauge.snapshot()
@@ -710,7 +716,6 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
     registry = registry or Registry(weights_dir=config.weights_dir, weights=config.weights, offline=config.offline,
                                     origin=config.weights_origin)
     app = StylizeApp(config, registry, converter, cache, metrics)
-    registry.check_downloads_in_background()  # the page says which styles cannot be downloaded, before a click
     styles = app.styles()
     avail = app.availability(fresh=True)
     first_ok = next((s.id for s in styles if avail.get(s.id, (False, ""))[0]), styles[0].id if styles else None)
@@ -800,6 +805,8 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                 outputs=[slider, result, note], api_name="example", api_visibility="private", preprocess=False,
                 concurrency_limit=workers, concurrency_id=CONVERT_GROUP, show_progress="full",
                 show_progress_on=[slider])
+            examples.load_input_event.then(app.style_choices, outputs=[style], queue=False, api_visibility="private",
+                                           show_progress="hidden")
 
         # The box clamps what is typed to 0..MAX_SIDE_LIMIT in the browser; the line under it says what that means.
         max_side.input(lambda v: gr.update(info=side_info(v)), inputs=[max_side], outputs=[max_side], queue=False,
@@ -809,6 +816,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                    concurrency_id=PANEL_GROUP, api_visibility="private", show_progress="hidden")
         gr.api(app.stats, api_name="stats", queue=False, api_visibility="undocumented")
     _name_input_errors(demo, app)
+    # Now, not before: the examples above are chosen from what may be downloaded, not from one probe's answer.
+    # The panels' timer then shows which styles cannot be downloaded, before anyone clicks.
+    registry.check_downloads_in_background()
     return demo
 
 

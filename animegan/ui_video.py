@@ -404,8 +404,10 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                             outputs=[result, note],
                             api_visibility="private", preprocess=False, concurrency_limit=workers,
                             concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
-    stop.click(lambda: STOPPED_NOTICE, outputs=[note], cancels=[running], queue=False, api_visibility="private",
-               show_progress="hidden")
+    # Stop: the job is cancelled, and the result area says so (the cancelled event alone leaves an "Error" badge)
+    stop.click(None, cancels=[running], api_visibility="private").then(
+        lambda: (None, STOPPED_NOTICE), outputs=[result, note], queue=False, api_visibility="private",
+        show_progress="minimal")
     # framing came after the first four inputs, with a default: 4-argument calls keep working.
     api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal, framing], outputs=[result, note],
                       api_name="stylize_video", preprocess=False, concurrency_limit=workers,
