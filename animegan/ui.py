@@ -74,6 +74,11 @@ CSS = """
 #memory-panel {font-size: 0.9em}
 #memory-panel p, #memory-panel li {margin: 0.1em 0}
 #notice {min-height: 2.5em}
+/* The webcam mirror records nothing: its start button (Gradio's "Record", no option renames it) says what it does */
+#webcam .capture-button .icon-with-text:has([title="start recording"]) {font-size: 0}
+#webcam .capture-button .icon-with-text:has([title="start recording"])::after {
+  content: "Start the mirror"; font-size: var(--text-md);
+}
 """
 
 

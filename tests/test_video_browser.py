@@ -129,7 +129,12 @@ def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_pa
     expect(page.locator("#convert")).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="Webcam mirror").first.click()
     page.locator("#webcam").get_by_text("Click to Access Webcam").click()
-    page.locator("#webcam").get_by_text("Record").first.click()
+    start = page.locator("#webcam .capture-button")
+    # what the button shows: not Gradio's "Record" (nothing is recorded) but what it does (issue 23, item 9)
+    shown = start.evaluate("b => { const t = b.querySelector('.icon-with-text'); return [getComputedStyle(t).fontSize, "
+                           "getComputedStyle(t, '::after').content]; }")
+    assert shown == ["0px", '"Start the mirror"'], shown
+    start.click()
     result = page.locator("#webcam-result img")
     expect(result).to_have_count(1, timeout=60_000)
     assert (result.get_attribute("src") or "").startswith("data:image/jpeg;base64,")
