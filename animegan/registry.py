@@ -90,8 +90,8 @@ class Registry:
             if self._weights.get(s.id):
                 out[s.id] = (True, "loaded")
             elif s.id in self._failures:
-                out[s.id] = (False, f"the last attempt failed ({self._failures[s.id]}); tried again on the next "
-                                    "conversion")
+                out[s.id] = (False, (f"the last attempt failed ({self._failures[s.id]}); tried again on the next "
+                                     "conversion"))
             else:
                 out[s.id] = availability(s, weights=self.weights.get(s.id), weights_dir=self.weights_dir,
                                          cache=self.cache_dir, offline=self.offline, origin=self.origin,

@@ -587,8 +587,8 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
               f"in {stats.precision} (peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
     if stats.cached:
-        parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
-                 f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)})."]
+        parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
+                  f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)}).")]
     if stats.downscaled:
         ow, oh = stats.original_size
         parts.append(f"Your photo was downscaled from {ow}x{oh} to {stats.input_size[0]}x{stats.input_size[1]} "

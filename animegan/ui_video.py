@@ -37,7 +37,19 @@ from .engine import ConversionTimeout, OutOfMemory
 from .imaging import InvalidImageError
 from .memory import DeviceError
 from .styles import StyleSpec
-from .ui import CONVERT_GROUP, ClientGone, ClientWatch, LastRun, Stopped, StylizeApp, _flag, _max_side, _safe_stem, style_label, user_error
+from .ui import (
+    CONVERT_GROUP,
+    ClientGone,
+    ClientWatch,
+    LastRun,
+    Stopped,
+    StylizeApp,
+    _flag,
+    _max_side,
+    _safe_stem,
+    style_label,
+    user_error,
+)
 from .upload_gate import PhotoRefused
 from .weights import WeightsError
 
