@@ -14,9 +14,11 @@ could not be made ready, 2 for unusable arguments. A photo file named ``download
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -131,20 +133,29 @@ def main(argv: list[str] | None = None) -> int:
         if Path(DOWNLOAD).exists():
             print(f"note: '{DOWNLOAD}' is the weights command; to convert the file named {DOWNLOAD}, "
                   f"write ./{DOWNLOAD}", file=sys.stderr)
-        return download_main(argv[1:])
-    return convert_main(argv)
+        with quiet_registry_log():
+            return download_main(argv[1:])
+    with quiet_registry_log():
+        return convert_main(argv)
 
 
-def quiet_registry_log() -> None:
+@contextlib.contextmanager
+def quiet_registry_log() -> Iterator[None]:
     """The registry logs a style that failed to load (for a server's log); a command prints that error itself,
-    once, so its log line would only say the same thing twice."""
-    logging.getLogger("animegan.registry").setLevel(logging.ERROR)
+    once, so its log line would only say the same thing twice. Restored after: main() may run in a process
+    that goes on (tests, a script calling it)."""
+    logger = logging.getLogger("animegan.registry")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def convert_main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    quiet_registry_log()
     registry = Registry(
         weights_dir=args.weights_dir, offline=True if args.offline else None,
         weights={args.style.lower(): args.weights} if args.weights else None,
@@ -222,7 +233,6 @@ def _convert_video(path: Path, target: Path, options: RunOptions, registry: Regi
 def download_main(argv: list[str]) -> int:
     args = parse_download_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    quiet_registry_log()
     registry = Registry(weights_dir=args.weights_dir, offline=True if args.offline else None,
                         origin=WeightsOrigin.from_flags(offline=args.offline, weights_dir=args.weights_dir is not None))
     try:
