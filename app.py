@@ -21,16 +21,16 @@ temp_files.use_private_upload_dir()
 temp_files.remove_orphans()
 temp_files.stop_cleanly_on_sigterm()
 
-import torch  # noqa: E402
+import torch
 
-from animegan import Registry  # noqa: E402
-from animegan.engine import LocalConverter  # noqa: E402
+from animegan import Registry
+from animegan.engine import LocalConverter
 from animegan.gradio_internals import recorded_files
-from animegan.memory import parse_bytes  # noqa: E402
-from animegan.request_guard import Limits, RequestGuard  # noqa: E402
-from animegan.result_cache import MemoryCache  # noqa: E402
-from animegan.serving import load_config  # noqa: E402
-from animegan.ui import CSS, EXAMPLES_DIR, build_demo, gradio_upload_folder  # noqa: E402
+from animegan.memory import parse_bytes
+from animegan.request_guard import Limits, RequestGuard
+from animegan.result_cache import MemoryCache
+from animegan.serving import load_config
+from animegan.ui import CSS, EXAMPLES_DIR, build_demo, gradio_upload_folder
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -92,7 +92,7 @@ demo.queue(max_size=config.max_queue, default_concurrency_limit=config.workers()
 
 # The guard in front of Gradio (outermost middleware): body limits, no server-side fetches, login on every
 # API route, and the count of open result streams the UI uses to stop work nobody waits for.
-from starlette.middleware import Middleware  # noqa: E402
+from starlette.middleware import Middleware
 
 app_kwargs = metrics.app_kwargs() if metrics is not None else {"routes": [], "middleware": []}
 app_kwargs["middleware"].insert(0, Middleware(

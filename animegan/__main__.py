@@ -14,9 +14,11 @@ could not be made ready, 2 for unusable arguments. A photo file named ``download
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -30,7 +32,7 @@ from .options import RunOptions, check_keep_color
 from .precision import PRECISIONS, resolve
 from .registry import Registry
 from .styles import UnknownStyleError, load_styles, style_ids
-from .weights import WeightsError, WeightsOrigin
+from .weights import WeightsDownloadError, WeightsError, WeightsOrigin
 from .weights.folder import write_weights_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -138,8 +140,24 @@ def main(argv: list[str] | None = None) -> int:
         if Path(DOWNLOAD).exists():
             print(f"note: '{DOWNLOAD}' is the weights command; to convert the file named {DOWNLOAD}, "
                   f"write ./{DOWNLOAD}", file=sys.stderr)
-        return download_main(argv[1:])
-    return convert_main(argv)
+        with quiet_registry_log():
+            return download_main(argv[1:])
+    with quiet_registry_log():
+        return convert_main(argv)
+
+
+@contextlib.contextmanager
+def quiet_registry_log() -> Iterator[None]:
+    """The registry logs a style that failed to load (for a server's log); a command prints that error itself,
+    once, so its log line would only say the same thing twice. Restored after: main() may run in a process
+    that goes on (tests, a script calling it)."""
+    logger = logging.getLogger("animegan.registry")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def convert_main(argv: list[str]) -> int:
@@ -232,6 +250,7 @@ def download_main(argv: list[str]) -> int:
         return 2
     specs = list(dict.fromkeys(specs))
     failed = 0
+    hints: dict[str, None] = {}  # what to do without network: the same for every style, said once at the end
     for spec in specs:  # the byte progress bars come from the download itself (shown on a terminal only)
         start = time.perf_counter()
         try:
@@ -245,10 +264,17 @@ def download_main(argv: list[str]) -> int:
                 line += f" ({time.perf_counter() - start:.2f} s)"
             if not args.quiet:
                 print(line, flush=True)
+        except WeightsDownloadError as exc:  # one short line each; the way out once, below
+            failed += 1
+            print(f"error: {spec.id}: {exc.short}", file=sys.stderr, flush=True)
+            if exc.hint:
+                hints[exc.hint] = None
         except (WeightsError, OSError) as exc:
             failed += 1
             print(f"error: {spec.id}: {exc}", file=sys.stderr, flush=True)
         registry.unload(spec.id)  # one style's tensors at a time
+    for hint in hints:
+        print(f"check the network; without it, {hint}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(specs)} styles are not ready", file=sys.stderr)
     return 1 if failed else 0

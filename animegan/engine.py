@@ -27,7 +27,7 @@ from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
 from .options import Notice, RunOptions
-from .registry import LoadedModel, Precision, Registry, default_registry
+from .registry import LoadedModel, Precision, Registry, WeightsArg, default_registry, registry_for
 from .result_cache import ResultCache, result_key
 from .styles import StyleSpec
 from .weights.download import Progress
@@ -75,7 +75,7 @@ class RunStats:
     output_size: tuple[int, int]
     downscaled: bool
     seconds: float
-    peak_memory: int              # bytes: CUDA max_memory_allocated, or process peak RSS on CPU
+    peak_memory: int              # bytes: CUDA max_memory_allocated, or on CPU the RSS the run added at its peak
     peak_memory_kind: str
     weights_source: str
     plan: str = ""                # how it ran: whole image, or tiles
@@ -194,7 +194,8 @@ def options_from(options: RunOptions | None, settings: dict[str, Any]) -> RunOpt
 
 def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, registry: Registry | None = None,
             options: RunOptions | None = None, progress: Progress | None = None,
-            on_tile: TileProgress | None = None, cache: ResultCache | None = None, **settings: Any) -> StylizeResult:
+            on_tile: TileProgress | None = None, cache: ResultCache | None = None, weights: WeightsArg = None,
+            **settings: Any) -> StylizeResult:
     """Turn a photo into anime art in one style.
 
     Settings are :class:`~animegan.options.RunOptions` fields as keywords (``max_side``, ``keep_brightness``,
@@ -209,10 +210,13 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
     a precision this machine only emulates still runs, with a notice that it is slower.
     ``cache``: results by decoded pixels + style + weights + settings; a hit returns the stored PNG without
     running the model (``stats.cached``), a miss stores this run's PNG.
+    ``weights``: a weights file for this style (a ``.pt`` or an upstream checkpoint's ``.index``), or a mapping of
+    style id to file; not with ``registry`` (give a registry its files as ``Registry(weights={...})``).
     """
     if options is None:
         settings["style"] = style.id if isinstance(style, StyleSpec) else style
     options = options_from(options, settings)
+    registry = registry_for(weights, options.style, registry)
     return convert(image, options, registry=registry, on_tile=on_tile, progress=progress, cache=cache,
                    spec=style if isinstance(style, StyleSpec) else None)
 
@@ -259,7 +263,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     if ran_on.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(ran_on), "CUDA max_memory_allocated"
     else:
-        peak, kind = rss.peak, "process peak RSS"
+        peak, kind = rss.added, f"RAM the run added, process peak {memory.fmt_bytes(rss.peak)}"
     if plan.tiled:
         notices.append(Notice("tiled", f"ran in {plan.describe()}"))
     rgb = imaging.match_photo(rgb, photo.rgb, brightness=options.keep_brightness, color=options.keep_color)

@@ -53,12 +53,13 @@ class PeakRSS:
     For this process on Linux the kernel's high-water mark (VmHWM) is reset through
     ``/proc/self/clear_refs`` and read back, which costs nothing while the model runs;
     otherwise (another process, or another OS) a sampling thread polls RSS every
-    ``interval`` seconds. The figure is for the whole process: concurrent runs share it.
+    ``interval`` seconds. The figure is for the whole process: concurrent runs share it. ``added`` is the peak
+    less the RSS at the start: what the block itself needed on top of what the process already held.
     """
 
     def __init__(self, pid: int | None = None, interval: float = 0.01) -> None:
         self.interval = interval
-        self.peak = 0
+        self.peak = self.start = 0
         self._proc = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,8 +73,12 @@ class PeakRSS:
         except psutil.Error:
             return 0
 
+    @property
+    def added(self) -> int:
+        return max(0, self.peak - self.start)
+
     def __enter__(self) -> "PeakRSS":
-        self.peak = self.current()
+        self.peak = self.start = self.current()
         if not self._kernel:
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()

@@ -141,8 +141,8 @@ class RayBackend:
                 self.handle = serve.get_app_handle(APP_NAME)
                 log.info("Ray Serve: using the deployed application %r", APP_NAME)
                 return
-            except Exception:  # noqa: BLE001 - Serve says "no such application" in several ways; deploy it below
-                pass
+            except Exception as exc:  # noqa: BLE001 - Serve says "no such application" in several ways; deploy it below
+                log.info("Ray Serve: no deployed application %r (%s): deploying it", APP_NAME, exc)
         serve.start(proxy_location="Disabled")
         app = Stylizer.options(num_replicas=config.replicas, ray_actor_options=options).bind(
             replica_settings(config, None if gpu else cpus))

@@ -7,10 +7,12 @@ only ever used in eval mode under ``inference_mode``, so sharing is safe.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,11 @@ from .model import Generator, LayerNorm
 from .precision import DTYPES, Precision
 from .styles import StyleSpec, get_style, load_styles
 from .weights import LoadedWeights, WeightsError, WeightsOrigin, availability, resolve_weights
-from .weights.download import Progress
+from .weights.download import PROBE_TIMEOUT_S, Progress, probe
+from .weights.store import download_url
+
+WeightsArg = str | os.PathLike | Mapping[str, str | os.PathLike] | None  # a library call's ``weights=``
+RECHECK_DOWNLOADS_S = 60.0  # how old a download-host probe may be before the app asks again
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,11 @@ class Registry:
         self._weights: dict[str, LoadedWeights] = {}
         self._failures: dict[str, str] = {}  # style id -> why its last load failed, until one succeeds
         self.loads = 0  # weight resolutions performed: lets tests prove "exactly once"
+        # Download hosts: style id -> why its host did not answer the last probe (absent: it answered, or unasked)
+        self._unreachable: dict[str, str] = {}
+        self._checked_at: float | None = None   # time.monotonic() of the last finished probe
+        self._checking: threading.Thread | None = None
+        self.checks = 0  # finished probes: a cached availability older than the last one is stale
 
     # -- styles -------------------------------------------------------------------------------
     def styles(self) -> tuple[StyleSpec, ...]:
@@ -79,12 +90,46 @@ class Registry:
             if self._weights.get(s.id):
                 out[s.id] = (True, "loaded")
             elif s.id in self._failures:
-                out[s.id] = (False, f"the last attempt failed ({self._failures[s.id]}); tried again on the next "
-                                    "conversion")
+                out[s.id] = (False, (f"the last attempt failed ({self._failures[s.id]}); tried again on the next "
+                                     "conversion"))
             else:
                 out[s.id] = availability(s, weights=self.weights.get(s.id), weights_dir=self.weights_dir,
-                                         cache=self.cache_dir, offline=self.offline, origin=self.origin)
+                                         cache=self.cache_dir, offline=self.offline, origin=self.origin,
+                                         unreachable=self._unreachable.get(s.id))
         return out
+
+    def check_downloads(self, timeout: float = PROBE_TIMEOUT_S) -> dict[str, str]:
+        """Ask each download host once (a HEAD request, ``timeout`` s at most) whether it answers, for the styles
+        that would be downloaded; :meth:`availability` then reports the styles whose host did not as unavailable.
+        Returns style id -> why its host did not answer. Offline, nothing is asked."""
+        would = [s for s in self.styles() if availability(
+            s, weights=self.weights.get(s.id), weights_dir=self.weights_dir, cache=self.cache_dir,
+            offline=self.offline)[1].startswith("downloaded on first use")]
+        by_host: dict[str, list[StyleSpec]] = {}
+        for s in would:
+            url = download_url(s)
+            by_host.setdefault(url.split("/")[2] if "://" in url else url, []).append(s)
+        unreachable = {}
+        for specs in by_host.values():
+            why = probe(download_url(specs[0]), timeout)
+            if why is not None:
+                unreachable.update({s.id: why for s in specs})
+        with self._lock:
+            self._unreachable, self._checked_at = unreachable, time.monotonic()
+            self.checks += 1
+        if unreachable:
+            log.warning("weights downloads are not possible now: %s", "; ".join(sorted(set(unreachable.values()))))
+        return unreachable
+
+    def check_downloads_in_background(self, max_age: float = RECHECK_DOWNLOADS_S) -> None:
+        """:meth:`check_downloads` in a thread, unless one runs or the last finished less than ``max_age`` s ago."""
+        with self._lock:
+            running = self._checking is not None and self._checking.is_alive()
+            fresh = self._checked_at is not None and time.monotonic() - self._checked_at < max_age
+            if running or fresh:
+                return
+            self._checking = threading.Thread(target=self.check_downloads, name="weights-host-check", daemon=True)
+            self._checking.start()
 
     # -- models -------------------------------------------------------------------------------
     def _key_lock(self, key: object) -> threading.Lock:
@@ -183,6 +228,23 @@ class Registry:
 
 _default: Registry | None = None
 _default_lock = threading.Lock()
+
+
+def registry_for(weights: WeightsArg, style: str | StyleSpec, registry: Registry | None) -> Registry | None:
+    """The registry a library call with ``weights=`` runs on: a path (the weights of ``style``) or a mapping of
+    style id to path. Registries are kept for the last few such choices, so repeated calls load a model once."""
+    if weights is None:
+        return registry
+    if registry is not None:
+        raise TypeError("pass weights= or registry=, not both (a registry takes its files as Registry(weights={...}))")
+    pairs = weights.items() if isinstance(weights, Mapping) else [(style, weights)]
+    key = tuple(sorted((get_style(s).id, str(Path(p).expanduser().absolute())) for s, p in pairs))
+    return _weights_registry(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _weights_registry(key: tuple[tuple[str, str], ...]) -> Registry:
+    return Registry(weights=dict(key))
 
 
 def default_registry() -> Registry:

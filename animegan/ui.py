@@ -6,7 +6,8 @@ their own. Three events matter:
 
 * Convert (the page) and ``/stylize`` (API): both queued on the ``convert`` concurrency group, limited to the
   configured number of conversions at once. The page's event also returns the before/after pair for the
-  slider, so nothing that decodes a photo runs outside the queue. Lazily cached examples run on the same group.
+  slider, so nothing that decodes a photo runs outside the queue. An example click fills the inputs, then runs
+  the page's Convert on the same group (see :func:`build_demo`).
 * the memory panel: a ``gr.Timer`` tick with ``queue=False``, so it never waits behind conversions and never
   takes a place in the queue (``max_size`` counts queued events only).
 * ``/stats`` (undocumented, ``queue=False``): the handler's in-flight gauge and the queue length, so tests and
@@ -73,6 +74,11 @@ CSS = """
 #memory-panel {font-size: 0.9em}
 #memory-panel p, #memory-panel li {margin: 0.1em 0}
 #notice {min-height: 2.5em}
+/* The webcam mirror records nothing: its start button (Gradio's "Record", no option renames it) says what it does */
+#webcam .capture-button .icon-with-text:has([title="start recording"]) {font-size: 0}
+#webcam .capture-button .icon-with-text:has([title="start recording"])::after {
+  content: "Start the mirror"; font-size: var(--text-md);
+}
 """
 
 
@@ -84,12 +90,23 @@ class ClientGone(RuntimeError):
     """Nobody waits for this conversion any more (the page was closed, the API client went away)."""
 
 
+class Stopped(ClientGone):
+    """Its user pressed Stop (Gradio cancelled the job; the worker learns it at its next check)."""
+
+
+# Error titles that end a request without a failed conversion: its user stopped it or left, or asked for a style
+# whose weights are not here (the style's state is in the Styles panel, not a conversion that went wrong).
+STOPPED_TITLES = ("Stopped", "Client gone")
+UNAVAILABLE_TITLES = ("Style unavailable",)
+
+
 class ConversionGauge:
     """Conversions running right now, the most ever seen at once, and totals: real instrumentation of the handler."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.running = self.peak = self.started = self.succeeded = self.failed = 0
+        self.stopped = self.unavailable = 0
 
     def __enter__(self) -> ConversionGauge:  # noqa: PYI034
         with self._lock:
@@ -98,23 +115,29 @@ class ConversionGauge:
             self.peak = max(self.peak, self.running)
         return self
 
-    def __exit__(self, exc_type, *exc: object) -> None:
+    def __exit__(self, exc_type, exc: BaseException | None, *tb: object) -> None:
+        title = getattr(exc, "title", None)
         with self._lock:
             self.running -= 1
             if exc_type is None:
                 self.succeeded += 1
+            elif title in STOPPED_TITLES:
+                self.stopped += 1
+            elif title in UNAVAILABLE_TITLES:
+                self.unavailable += 1
             else:
                 self.failed += 1
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"running": self.running, "peak": self.peak, "started": self.started,
-                    "succeeded": self.succeeded, "failed": self.failed}
+                    "succeeded": self.succeeded, "failed": self.failed, "stopped": self.stopped,
+                    "unavailable": self.unavailable}
 
 
 @dataclass
 class LastRun:
-    stats: RunStats
+    stats: Any  # RunStats of a photo, or video.VideoStats (the memory panel shows either)
     finished: float
     gpus: list[memory.GpuReading] | None = None  # NVML readings taken inside the GPU function (ZeroGPU)
 
@@ -141,7 +164,7 @@ class StylizeApp:
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
         self._results: deque[Path] = deque()
         self._results_lock = threading.Lock()
-        self._availability: tuple[float, dict[str, tuple[bool, str]]] = (0.0, {})
+        self._availability: tuple[float, int, dict[str, tuple[bool, str]]] = (0.0, -1, {})
         self._labels: tuple[str, ...] = ()  # the style choices as the page shows them
         _APPS[id(self)] = self
         # Results by photo content + style + settings (a repeat or an example skips the model), and where
@@ -159,11 +182,18 @@ class StylizeApp:
         return self.registry.styles()
 
     def availability(self, fresh: bool = False) -> dict[str, tuple[bool, str]]:
-        when, value = self._availability
-        if fresh or not value or time.monotonic() - when > AVAILABILITY_TTL_S:
+        when, checks, value = self._availability
+        if fresh or not value or checks != self.registry.checks or time.monotonic() - when > AVAILABILITY_TTL_S:
+            checks = self.registry.checks
             value = self.registry.availability()
-            self._availability = (time.monotonic(), value)
+            self._availability = (time.monotonic(), checks, value)
         return value
+
+    def page_text(self, text: str) -> str:
+        """A message as the page shows it: full paths for an app served on this machine only (its user is the one
+        who puts weights files in place), server folders shortened on a public one (:func:`public_text`)."""
+        local = not self.config.share and self.config.host in ("127.0.0.1", "localhost", "::1")
+        return text if local else public_text(text)
 
     def default_max_side(self) -> int:
         if self.config.max_side is not None:
@@ -252,7 +282,7 @@ class StylizeApp:
             except Exception as exc:  # mapped to a message the user can act on; tracebacks go to the log only
                 if isinstance(exc, InvalidImageError):  # unusable whatever the settings: nothing of it stays on disk
                     self.discard_refused(image)
-                raise user_error(exc, spec, side) from exc
+                raise user_error(exc, spec, side, self.page_text) from exc
             self.last_run = LastRun(result.stats, time.time(), gpus)
             return str(path), notice(result.stats, spec.name), result.stats, before
 
@@ -275,11 +305,6 @@ class StylizeApp:
         except PhotoRefused:
             return
         temp_files.discard_refused(path, gradio_upload_folder(), self.mcp_dir)
-
-    def example(self, image: Any, style: str, max_side: Any, keep_brightness: Any, framing: Any = None,
-                background: Any = None, request: gr.Request = None):  # type: ignore[assignment]
-        """The examples' function (cached lazily): the same conversion, shaped for the UI's outputs."""
-        return self.convert_page(image, style, max_side, keep_brightness, framing, background, None, request, gr.Progress())
 
     def _style(self, style: str | None) -> StyleSpec:
         if not style:
@@ -319,17 +344,25 @@ class StylizeApp:
         return memory_markdown(self)
 
     def styles_panel(self) -> str:
-        return styles_markdown(self.styles(), self.availability())
+        return styles_markdown(self.styles(), self.availability(), self.page_text)
 
     def panels(self) -> tuple[str, str, Any]:
         """The memory panel, the styles panel, and the style choices when a style's availability changed (a failed
-        download marks it unavailable until it loads), else no update (the user's choice stays as it is)."""
+        download, or a download host that does not answer, marks it unavailable), else no update (the user's
+        choice stays as it is). Each tick may start a new download-host probe in the background (once a minute)."""
+        self.registry.check_downloads_in_background()
         avail = self.availability()
         labels = tuple(style_label(s, avail.get(s.id, (False, ""))[0]) for s in self.styles())
         changed = labels != self._labels
         self._labels = labels
         radio = gr.update(choices=list(zip(labels, [s.id for s in self.styles()]))) if changed else gr.skip()
-        return self.memory_panel(), styles_markdown(self.styles(), avail), radio
+        return self.memory_panel(), styles_markdown(self.styles(), avail, self.page_text), radio
+
+    def style_choices(self) -> Any:
+        """The style choices with their current availability (an example's inputs reset them to the page's first
+        labels, which may predate a probe or a failed download)."""
+        avail = self.availability()
+        return gr.update(choices=[(style_label(s, avail.get(s.id, (False, ""))[0]), s.id) for s in self.styles()])
 
     def stats(self) -> dict:
         """In-flight gauge and limits (``/stats``): proves how many conversions ran at once."""
@@ -505,10 +538,17 @@ def _download_progress(progress: gr.Progress):
 
 
 # -- errors -----------------------------------------------------------------------------------------
-def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
-    """Every failure becomes a readable message; only unexpected ones are logged with their traceback."""
+def user_error(exc: BaseException, spec: StyleSpec, max_side: int,
+               shown: Callable[[str], str] | None = None) -> gr.Error:
+    """Every failure becomes a readable message; only unexpected ones are logged with their traceback.
+    ``shown``: how a message that may hold server paths is put on the page (``StylizeApp.page_text``; None:
+    :func:`public_text`)."""
+    shown = shown or public_text
     if isinstance(exc, InvalidImageError):
         return gr.Error(f"This photo can't be used: {str(exc).rstrip('.')}.", title="Unusable photo", print_exception=False)
+    if isinstance(exc, Stopped):
+        log.info("conversion stopped by its user with Stop (style %s)", spec.id)
+        return gr.Error("Stopped: the conversion was stopped; nothing was kept.", title="Stopped", print_exception=False)
     if isinstance(exc, ClientGone):
         log.info("conversion stopped (style %s): %s", spec.id, exc)
         return gr.Error(f"Stopped: {exc}.", title="Client gone", print_exception=False)
@@ -518,10 +558,10 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int) -> gr.Error:
                         f"({'for example 1024' if max_side == 0 or max_side > 1024 else 'or a smaller photo'}).",
                         title="Too slow", print_exception=False)
     if isinstance(exc, WeightsMissingError):
-        return gr.Error(f"The {spec.name} style is unavailable: {public_text(str(exc))}", title="Style unavailable",
+        return gr.Error(f"The {spec.name} style is unavailable: {shown(str(exc))}", title="Style unavailable",
                         print_exception=False)
     if isinstance(exc, WeightsError):
-        return gr.Error(f"The {spec.name} style could not be loaded: {public_text(str(exc))}", title="Style unavailable",
+        return gr.Error(f"The {spec.name} style could not be loaded: {shown(str(exc))}", title="Style unavailable",
                         print_exception=False)
     if isinstance(exc, OutOfMemory) or memory.is_out_of_memory(exc):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -578,8 +618,8 @@ def notice(stats: RunStats, style_name: str | None = None) -> str:
     parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px in {stats.seconds:.2f} s on {stats.device} "
               f"in {stats.precision} (peak memory {memory.fmt_bytes(stats.peak_memory)}, {stats.peak_memory_kind}).")]
     if stats.cached:
-        parts = [f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
-                 f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)})."]
+        parts = [(f"{style_name or stats.style.title()} style: {w}x{h} px from the cache, converted earlier "
+                  f"(the same photo, style and settings; answered in {memory.fmt_seconds(stats.seconds)}).")]
     if stats.downscaled:
         ow, oh = stats.original_size
         parts.append(f"Your photo was downscaled from {ow}x{oh} to {stats.input_size[0]}x{stats.input_size[1]} "
@@ -595,11 +635,13 @@ def style_label(spec: StyleSpec, ok: bool) -> str:
             + ("" if ok else " (unavailable, see Styles below)"))
 
 
-def styles_markdown(styles: tuple[StyleSpec, ...], availability: dict[str, tuple[bool, str]]) -> str:
+def styles_markdown(styles: tuple[StyleSpec, ...], availability: dict[str, tuple[bool, str]],
+                    shown: Callable[[str], str] | None = None) -> str:
+    shown = shown or public_text
     lines = ["**Styles**"]
     for spec in styles:
         ok, why = availability.get(spec.id, (False, "unknown"))
-        lines.append(f"- {spec.name}: {'available' if ok else 'unavailable'}, {public_text(why)}")
+        lines.append(f"- {spec.name}: {'available' if ok else 'unavailable'}, {shown(why)}")
     return "\n".join(lines)
 
 
@@ -638,11 +680,15 @@ def memory_markdown(app: StylizeApp) -> str:
                  f" of {memory.fmt_bytes(report.ram_total)}")
     g = app.gauge.snapshot()
     lines.append(f"- Conversions: {g['running']} running (limit {app.config.workers()}), {g['succeeded']} done, "
-                 f"{g['failed']} failed")
+                 f"{g['stopped']} stopped, {g['failed']} failed"
+                 + (f"; {g['unavailable']} asked for an unavailable style" if g["unavailable"] else ""))
     if app.last_run:
         s = app.last_run.stats
         what = f"- Last run: {_style_name(app, s.style)} {s.output_size[0]}x{s.output_size[1]}"
-        if s.cached:  # the model did not run: no device time or peak to report
+        if hasattr(s, "frames"):  # a video (video.VideoStats)
+            lines.append(f"{what} video, {s.frames} frames on {s.device} in {memory.fmt_seconds(s.seconds)} "
+                         f"({s.processing_fps:.1f} frames/s)")
+        elif s.cached:  # the model did not run: no device time or peak to report
             lines.append(f"{what} from the cache, converted earlier (answered in {memory.fmt_seconds(s.seconds)})")
         else:
             lines.append(f"{what} on {s.device} in {memory.fmt_seconds(s.seconds)}, "
@@ -757,8 +803,7 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                 examples_rows, example_labels = example_rows(app)
                 if examples_rows:
                     examples = gr.Examples(examples_rows, inputs=[photo, style, max_side, keep, framing, background],
-                                           outputs=[slider, result, note], fn=app.example, cache_examples=True,
-                                           cache_mode="lazy", example_labels=example_labels, label="Examples")
+                                           example_labels=example_labels, label="Examples")
             from .ui_video import add_tabs  # the Video and Webcam tabs (ui_video imports this module)
 
             demo.animegan_video = add_tabs(app, avail, first_ok)
@@ -790,10 +835,18 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                           # the API page and the MCP tool describe it from StylizeApp.stylize's docstring
                           api_name="stylize", preprocess=False, concurrency_limit=workers,
                           concurrency_id=CONVERT_GROUP, show_progress="hidden")
-        if examples_rows and getattr(examples, "cache_event", None) is not None:
-            # Lazily cached examples run the model too: put them in the same concurrency group.
-            fn = demo.fns[examples.cache_event["id"]]
-            fn.concurrency_id, fn.concurrency_limit = CONVERT_GROUP, workers
+        if examples_rows:
+            # An example fills the inputs, then runs the page's Convert: the same queue group, the same readable
+            # notice when it fails. Not Gradio's example cache: it stored a failure (no weights yet) for good, and
+            # its lazy mode breaks on the slider's update (AttributeError: 'ImageSlider' object has no attribute
+            # 'info', in Gradio 6.31); repeats come from the result cache instead.
+            examples.load_input_event.then(
+                app.convert_page, inputs=[photo, style, max_side, keep, framing, background, keep_color],
+                outputs=[slider, result, note], api_name="example", api_visibility="private", preprocess=False,
+                concurrency_limit=workers, concurrency_id=CONVERT_GROUP, show_progress="full",
+                show_progress_on=[slider])
+            examples.load_input_event.then(app.style_choices, outputs=[style], queue=False, api_visibility="private",
+                                           show_progress="hidden")
 
         # The box clamps what is typed to 0..MAX_SIDE_LIMIT in the browser; the line under it says what that means.
         max_side.input(lambda v: gr.update(info=side_info(v)), inputs=[max_side], outputs=[max_side], queue=False,
@@ -803,6 +856,9 @@ def build_demo(config: ServeConfig, registry: Registry | None = None, converter:
                    concurrency_id=PANEL_GROUP, api_visibility="private", show_progress="hidden")
         gr.api(app.stats, api_name="stats", queue=False, api_visibility="undocumented")
     _name_input_errors(demo, app)
+    # Now, not before: the examples above are chosen from what may be downloaded, not from one probe's answer.
+    # The panels' timer then shows which styles cannot be downloaded, before anyone clicks.
+    registry.check_downloads_in_background()
     return demo
 
 

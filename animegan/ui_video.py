@@ -44,6 +44,8 @@ from .ui import (
     WEBCAM_API,
     ClientGone,
     ClientWatch,
+    LastRun,
+    Stopped,
     StylizeApp,
     _flag,
     _max_side,
@@ -61,6 +63,7 @@ WEBCAM_GROUP = "webcam"         # the mirror's own concurrency id (see above)
 KEEP_VIDEOS = 8                 # result videos kept on disk (Gradio copies each into its own cache first)
 FPS_WINDOW = 12                 # frames over which the mirror's achieved fps is measured
 WEBCAM_JPEG_QUALITY = 85
+STOPPED_NOTICE = "**Stopped:** the conversion was stopped; nothing was kept."
 _DATA_URL_TYPES = ("data:image/jpeg;base64,", "data:image/png;base64,", "data:image/webp;base64,")
 
 
@@ -69,12 +72,12 @@ class StopWatch(ClientWatch):
     its active jobs (the worker thread runs on), so a job no longer there was stopped by its user."""
 
     def check(self) -> None:
-        super().check()
         event, queue = self.event, getattr(self.app.demo, "_queue", None)
-        if event is None or queue is None:
-            return
-        if not any(job is not None and event in job for job in list(getattr(queue, "active_jobs", []) or [])):
-            raise ClientGone("the conversion was stopped")
+        # Stop first: a cancelled job's client also stops listening, which would read as a client that left.
+        if event is not None and queue is not None and not any(
+                job is not None and event in job for job in list(getattr(queue, "active_jobs", []) or [])):
+            raise Stopped("the conversion was stopped")
+        super().check()
 
 
 class VideoApp:
@@ -159,6 +162,7 @@ class VideoApp:
                     raise video_error(exc, spec, side) from exc
                 raise
             self._keep(folder)
+            app.last_run = LastRun(stats, time.time())
             return str(dest), video_notice(stats, spec.name, info), stats
 
     def _video(self, payload: Any) -> tuple[Path, str]:
@@ -426,7 +430,10 @@ def add_tabs(app: StylizeApp, avail: dict[str, tuple[bool, str]], first_ok: str 
                             outputs=[result, note],
                             api_visibility="private", preprocess=False, concurrency_limit=workers,
                             concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
-    stop.click(None, cancels=[running], api_visibility="private")
+    # Stop: the job is cancelled, and the result area says so (the cancelled event alone leaves an "Error" badge)
+    stop.click(None, cancels=[running], api_visibility="private").then(
+        lambda: (None, STOPPED_NOTICE), outputs=[result, note], queue=False, api_visibility="private",
+        show_progress="minimal")
     # framing came after the first four inputs, with a default: 4-argument calls keep working.
     api_trigger.click(_api_function(videos), inputs=[clip, style, max_side, temporal, framing, keep_color],
                       outputs=[result, note],

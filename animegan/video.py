@@ -47,7 +47,7 @@ from .engine import ConversionTimeout, Deadline, OutOfMemory, options_from
 from .memory import RunPlan, resolve_device
 from .model import NormStats
 from .options import Notice, RunOptions
-from .registry import LoadedModel, Registry, default_registry
+from .registry import LoadedModel, Registry, WeightsArg, default_registry, registry_for
 from .styles import StyleSpec
 
 log = logging.getLogger(__name__)
@@ -782,7 +782,7 @@ def result_path(dest_dir: str | os.PathLike, stem: str, style: str) -> Path:
 def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions | str | None = None, *,
                   temporal: bool = True, limits: VideoLimits | None = None, registry: Registry | None = None,
                   on_frame: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None,
-                  momentum: float = DEFAULT_MOMENTUM, **keywords: Any) -> VideoStats:
+                  momentum: float = DEFAULT_MOMENTUM, weights: WeightsArg = None, **keywords: Any) -> VideoStats:
     """Stylise a video file into an MP4 at ``dest``, with its sound; returns what happened.
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords (``style``,
@@ -793,12 +793,13 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     the options' deadline is checked there too (:class:`~animegan.engine.ConversionTimeout`).
     Nothing is left at ``dest`` unless the whole video was written: the output is built in a hidden file
     beside it and renamed at the end. Raises VideoError for unusable input.
+    ``weights``: as :func:`animegan.stylize` takes it (a file for this style, or style id -> file).
     """
     start = time.perf_counter()
     if isinstance(options, str):  # stylize_video(src, dest, "hayao", ...) like stylize(photo, "hayao", ...)
         options, keywords = None, {**keywords, "style": options}
     options = options_from(options, keywords)
-    registry = registry or default_registry()
+    registry = registry_for(weights, options.style, registry) or default_registry()
     spec = registry.style(options.style)
     center = video_framing(spec, options.framing) == "center"
     source = str(source)

@@ -44,11 +44,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import precision  # noqa: E402
-from animegan.imaging import psnr  # noqa: E402
-from animegan.inference import run_whole  # noqa: E402
-from animegan.model import Generator  # noqa: E402
-from animegan.registry import Registry  # noqa: E402
+from animegan import precision
+from animegan.imaging import psnr
+from animegan.inference import run_whole
+from animegan.model import Generator
+from animegan.registry import Registry
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
@@ -177,11 +177,11 @@ def worker(kind: str, weights: Path, photo: Path, outputs: Path) -> None:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return run_whole(model, rgb, "fp32")
         else:
-            run = lambda rgb: run_whole(model, rgb, kind)  # noqa: E731
+            run = lambda rgb: run_whole(model, rgb, kind)
     else:
         model = Generator().eval()
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        run = lambda rgb: baseline_run(model, rgb)  # noqa: E731
+        run = lambda rgb: baseline_run(model, rgb)
     inputs: dict[int, np.ndarray] = {}
     print("ready", flush=True)
     for line in sys.stdin:

@@ -23,7 +23,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_process import percentile, running_app  # noqa: E402
+from app_process import percentile, running_app
 
 
 def crops(photo: Path, n: int, tmp: Path) -> list[Path]:

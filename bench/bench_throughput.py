@@ -32,7 +32,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_process import percentile, running_app  # noqa: E402
+from app_process import percentile, running_app
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))

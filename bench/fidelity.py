@@ -20,9 +20,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan.imaging import psnr  # noqa: E402
-from animegan.inference import run_whole, to_pixels, to_tensor  # noqa: E402
-from animegan.registry import Registry  # noqa: E402
+from animegan.imaging import psnr
+from animegan.inference import run_whole, to_pixels, to_tensor
+from animegan.registry import Registry
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 

@@ -45,10 +45,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import memory, stylize  # noqa: E402
-from animegan.imaging import psnr  # noqa: E402
-from animegan.inference import run_whole  # noqa: E402
-from animegan.registry import Registry  # noqa: E402
+from animegan import memory, stylize
+from animegan.imaging import psnr
+from animegan.inference import run_whole
+from animegan.registry import Registry
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"

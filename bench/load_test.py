@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/test_hardening_load.py)
 
-from app_process import percentile, running_app  # noqa: E402
+from app_process import percentile, running_app
 
-from animegan.memory import PeakRSS  # noqa: E402
+from animegan.memory import PeakRSS
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 DEFAULT_WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"
@@ -56,14 +56,14 @@ class Report:
     def summary(self) -> str:
         mib = 1 << 20
         lines = [
-            f"{self.users} users x {self.requests} requests of {self.size} px photos: {self.ok} ok, "
-            f"{self.queue_full} refused with 'queue full', {len(self.failures)} other failures",
-            f"latency: single user {self.baseline:.2f} s (baseline); under load p50 {self.pct(0.5):.2f} s "
-            f"({self.pct(0.5) / self.baseline:.1f}x baseline), p95 {self.pct(0.95):.2f} s ({self.pct(0.95) / self.baseline:.1f}x)",
+            (f"{self.users} users x {self.requests} requests of {self.size} px photos: {self.ok} ok, "
+             f"{self.queue_full} refused with 'queue full', {len(self.failures)} other failures"),
+            (f"latency: single user {self.baseline:.2f} s (baseline); under load p50 {self.pct(0.5):.2f} s "
+             f"({self.pct(0.5) / self.baseline:.1f}x baseline), p95 {self.pct(0.95):.2f} s ({self.pct(0.95) / self.baseline:.1f}x)"),
             f"throughput: {self.ok / self.wall:.2f} photos/s over {self.wall:.1f} s",
-            f"server RSS: before {self.rss_before / mib:.0f} MiB, peak {self.rss_peak / mib:.0f} MiB "
-            f"(+{(self.rss_peak - self.rss_before) / mib:.0f}), after {self.rss_after / mib:.0f} MiB; "
-            f"server {'still running' if self.server_alive else 'DIED'}",
+            (f"server RSS: before {self.rss_before / mib:.0f} MiB, peak {self.rss_peak / mib:.0f} MiB "
+             f"(+{(self.rss_peak - self.rss_before) / mib:.0f}), after {self.rss_after / mib:.0f} MiB; "
+             f"server {'still running' if self.server_alive else 'DIED'}"),
         ]
         lines += [f"failure: {f}" for f in self.failures[:10]]
         return "\n".join(lines)

@@ -34,7 +34,7 @@ def main() -> int:
     cases = [("whole", "keep"), ("face", "keep"), ("center", "keep"), ("paste", "keep"), ("paste", "hayao")]
     times = {}
     for framing, background in cases:
-        def once() -> float:
+        def once(framing: str = framing, background: str = background) -> float:
             start = time.perf_counter()
             stylize(args.photo, STYLE, registry=registry, framing=framing, background=background, device=args.device,
                     precision="fp32", max_side=0)

@@ -25,9 +25,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import Registry, memory, stylize  # noqa: E402
-from animegan.imaging import psnr  # noqa: E402
-from animegan.inference import padding_for, run_tiled, tile_grid  # noqa: E402
+from animegan import Registry, memory, stylize
+from animegan.imaging import psnr
+from animegan.inference import padding_for, run_tiled, tile_grid
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"

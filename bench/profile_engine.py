@@ -22,8 +22,8 @@ from torch.profiler import ProfilerActivity, profile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan.inference import run_whole  # noqa: E402
-from animegan.registry import Registry  # noqa: E402
+from animegan.inference import run_whole
+from animegan.registry import Registry
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", REPO.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "hayao-int8-dequant.pt"

@@ -30,7 +30,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_process import free_port, running_app  # noqa: E402
+from app_process import free_port, running_app
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 COUNTERS = ("animegan_conversions_total", "animegan_cache_requests_total", "animegan_replica_conversions_total")
@@ -44,7 +44,8 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
                              "--appendonly", "no", "--dir", str(tmp), "--maxmemory", "256mb",
                              "--maxmemory-policy", "allkeys-lru"], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True,
+                         check=False).stdout.strip() != "PONG":
         if time.monotonic() > deadline:
             raise SystemExit("redis-server did not start")
         time.sleep(0.1)
@@ -53,8 +54,8 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
 
 def counters(url: str) -> dict[str, float]:
     text = httpx.get(f"{url}metrics", timeout=10).text
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^((?:%s)\{[^}]*\}) ([0-9.e+]+)$" % "|".join(COUNTERS),
-                                                               text, re.M)}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(rf"^((?:{'|'.join(COUNTERS)})\{{[^}}]*\}}) ([0-9.e+]+)$",
+                                                               text, re.MULTILINE)}
 
 
 def convert(url: str, photo: Path) -> tuple[np.ndarray, str, float]:

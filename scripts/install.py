@@ -11,6 +11,9 @@ By default torch is the version CI tests and the README's figures were measured 
     python scripts/install.py --cpu        # force the CPU build (--cuda: pip's default wheel)
     python scripts/install.py --torch torch --test   # the newest torch; add the test dependencies
     python scripts/install.py --dry-run    # print the pip commands only
+
+Where PyTorch's CPU index cannot be reached (no route to it, a proxy that blocks it), it says so in one line and
+takes torch from the default index instead (pip's own retries would print dozens of warnings and then fail).
 """
 from __future__ import annotations
 
@@ -21,12 +24,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")
 TESTED_TORCH = "torch==2.13.0"  # as in .ci/run: the version the tests and the README's figures ran with
+PROBE_SECONDS = 5.0  # long enough for a slow link to answer, short enough not to stall an install that cannot use it
 
 
 def has_nvidia_driver(proc: Path = NVIDIA_PROC, path: str | None = None) -> bool:
@@ -41,13 +47,30 @@ def installed_torch() -> str | None:
         return None
 
 
+def index_reachable(url: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether the package index at ``url`` serves torch's page (PEP 503: ``URL/torch/``) within ``timeout`` seconds.
+
+    Asked once before pip runs, so that an index this machine cannot reach costs seconds, not pip's retries.
+    Only the status line and headers are read."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout) as r:
+            return r.status < 400
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wants_cpu_index(*, cuda: bool, system: str) -> bool:
+    """Only Linux without CUDA needs PyTorch's CPU index: elsewhere pip's default wheel already fits."""
+    return system == "Linux" and not cuda
+
+
 def plan(*, cuda: bool, system: str, torch_spec: str, torch_present: bool, test: bool,
-         python: str = sys.executable) -> list[list[str]]:
-    """The pip commands, in order. Only Linux without CUDA needs another index: elsewhere the default wheel fits."""
+         python: str = sys.executable, cpu_index: str | None = CPU_INDEX) -> list[list[str]]:
+    """The pip commands, in order. ``cpu_index=None``: PyTorch's CPU index cannot be reached, take the default one."""
     pip = [python, "-m", "pip", "install"]
     commands = []
     if not torch_present:
-        cpu_index = ["--index-url", CPU_INDEX] if system == "Linux" and not cuda else []
+        cpu_index = ["--index-url", cpu_index] if cpu_index and wants_cpu_index(cuda=cuda, system=system) else []
         commands.append([*pip, torch_spec, *cpu_index])
     commands.append([*pip, "-r", str(REPO / ("requirements-test.txt" if test else "requirements.txt"))])
     commands.append([*pip, "-e", str(REPO), "--no-deps"])
@@ -70,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"torch requirement (default {TESTED_TORCH}, the tested version; 'torch' for the newest)")
     p.add_argument("--test", action="store_true", help="also install the test dependencies (requirements-test.txt)")
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    p.add_argument("--torch-index", default=CPU_INDEX, metavar="URL",
+                   help=f"where the CPU build of torch comes from on Linux (default {CPU_INDEX})")
     args = p.parse_args(argv)
     driver = has_nvidia_driver()
     cuda = args.cuda or (driver and not args.cpu)
@@ -80,7 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     if system == "Windows" and cuda and not present:
         print("install: on Windows pip's default torch is the CPU build; for CUDA, install torch first as "
               "https://pytorch.org/get-started/locally/ says, then run this again")
-    for command in plan(cuda=cuda, system=system, torch_spec=args.torch, torch_present=present is not None, test=args.test):
+    cpu_index = args.torch_index
+    if not present and wants_cpu_index(cuda=cuda, system=system) and not index_reachable(cpu_index):
+        print(f"install: {cpu_index} cannot be reached (no answer in {PROBE_SECONDS:g} s): torch comes from the default "
+              "index instead, where Linux wheels are CUDA builds (about 5 GB) unless it serves a CPU one. For the "
+              "CPU build, make that host reachable (HTTPS_PROXY for a proxy) and run this again, or pass "
+              "--torch-index with a mirror of it.", flush=True)
+        cpu_index = None
+    commands = plan(cuda=cuda, system=system, torch_spec=args.torch, torch_present=present is not None, test=args.test,
+                    cpu_index=cpu_index)
+    for command in commands:
         print("+", shlex.join(command), flush=True)
         if not args.dry_run and subprocess.run(command, check=False).returncode != 0:
             print(f"install: failed: {shlex.join(command)}", file=sys.stderr)

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-from gradio_client.utils import QueueError  # noqa: E402
-from harness import all_at_once, assert_stylised, client, fill_queue, running_app, stats  # noqa: E402
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError
+from harness import all_at_once, assert_stylised, client, fill_queue, running_app, stats
 
-from animegan.serving import cpu_cores  # noqa: E402
+from animegan.serving import cpu_cores
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ def test_events_are_wired_for_the_queue(registry: Registry) -> None:
     assert stylize.queue and stylize.concurrency_id == CONVERT_GROUP and stylize.concurrency_limit == 3
     assert [c.label for c in stylize.inputs] == ["Photo", "Style", "Max side (px)", "Keep brightness",
                                                   "Framing", "Background (paste)", "Keep colours"]  # new inputs after the four
-    assert fns["load_example"].concurrency_id == CONVERT_GROUP  # lazily cached examples share the limit
+    example = fns["example"]  # an example click runs the page's Convert, in the same group, never cached by Gradio
+    assert example.queue and example.concurrency_id == CONVERT_GROUP and example.concurrency_limit == 3
+    assert example.fn == demo.animegan.convert_page and not any(getattr(f, "cache_examples", None) for f in fns.values())
     panel = fns["panels"]
     assert panel.queue is False and panel.concurrency_limit is None  # never waits behind conversions, never queued
     assert fns["stats"].queue is False and fns["stats"].api_visibility == "undocumented"
@@ -112,6 +114,23 @@ def test_app_without_any_weights_offline_starts_and_explains(offline_registry: R
         with pytest.raises(AppError, match="The Hayao style is unavailable: weights for style 'Hayao' are not available offline"):
             client.predict(handle_file(str(photos["railway_crossing"])), "hayao", 64, False, api_name="/stylize")
         stats = client.predict(api_name="/stats")
-        assert stats["failed"] == 1 and stats["running"] == 0
+        # a style that is not here is not a conversion that went wrong (issue 23, item 8)
+        assert (stats["unavailable"], stats["failed"], stats["running"]) == (1, 0, 0)
+        panel = demo.animegan.memory_panel()
+        assert "0 failed; 1 asked for an unavailable style" in panel
+        # served on 127.0.0.1: the page names the cache folder in full, not its last component (item 9)
+        cache = str(offline_registry.cache_dir.absolute()) if offline_registry.cache_dir else ""
+        assert cache and f"the weights cache ({cache})" in demo.animegan.styles_panel()
     finally:
         demo.close()
+
+
+def test_public_app_shortens_server_folders_and_local_app_does_not(offline_registry: Registry) -> None:
+    cache = offline_registry.cache_dir.absolute()
+    for config, shown in [(ServeConfig(device="cpu", offline=True), f"the weights cache ({cache})"),
+                          (ServeConfig(device="cpu", offline=True, host="0.0.0.0"), "the weights cache (cache)"),
+                          (ServeConfig(device="cpu", offline=True, share=True), "the weights cache (cache)")]:
+        panel = build_demo(config, offline_registry).animegan.styles_panel()
+        assert shown in panel, (config.host, config.share, panel)
+        if config.share or config.host != "127.0.0.1":
+            assert str(cache) not in panel

@@ -64,7 +64,7 @@ def test_upload_convert_and_see_the_result(browser, hayao_pt: Path, tmp_path: Pa
         page.wait_for_timeout(300)  # let the slider settle before the picture is taken
         page.screenshot(path=str(tmp_path / "screenshot.png"), full_page=True)
 
-        # An example runs on first use (lazy cache, same concurrency group) and fills inputs and result.
+        # An example fills the inputs and runs the page's Convert (same concurrency group).
         page.locator("button", has_text="Chelsea · Hayao").click()
         expect(page.locator("#notice")).to_contain_text("Hayao style: 451x300 px", timeout=60_000)
         expect(page.locator("#result-file a[href$='/chelsea_hayao.png']")).to_have_count(1)
@@ -81,7 +81,6 @@ def test_a_failed_download_stays_readable_and_marks_the_style(browser, tmp_path:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
         expect(page.locator("#convert")).to_be_visible(timeout=30_000)
-        expect(page.locator("#styles-panel")).to_contain_text("Hayao: available, downloaded on first use")
         page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
         page.locator("#style label", has_text="Hayao").click()
         page.locator("#convert").click()
@@ -89,13 +88,46 @@ def test_a_failed_download_stays_readable_and_marks_the_style(browser, tmp_path:
         expect(notice).to_contain_text("could not download", timeout=60_000)
         expect(page.locator("#style")).to_contain_text("Hayao: Miyazaki", timeout=10_000)
         expect(page.locator("#style label", has_text="Hayao")).to_contain_text("unavailable", timeout=10_000)
-        expect(page.locator("#styles-panel")).to_contain_text("Hayao: unavailable, the last attempt failed")
+        expect(page.locator("#styles-panel")).to_contain_text("Hayao: unavailable")
         toast = page.locator(".toast-body")
         expect(toast.first).to_be_visible(timeout=10_000)   # Gradio's toast says it too ...
         expect(toast).to_have_count(0, timeout=40_000)      # ... and goes after its few seconds
         expect(notice).to_contain_text("could not download")  # still there: not only a vanishing toast
         expect(notice).to_contain_text("Style unavailable")
         page.screenshot(path=str(tmp_path / "failed-download.png"), full_page=True)
+        page.close()
+
+
+def test_with_no_network_the_first_page_says_so_and_an_example_explains(browser, tmp_path: Path) -> None:
+    """No weights, downloads allowed, and a weights host that refuses connections (issue 23, items 2 and 3): before
+    any click, the Styles panel and the style choices say that the weights cannot be downloaded now; an example
+    clicked then shows the same readable notice as Convert, not bare "Error" badges."""
+    from playwright.sync_api import expect
+
+    env = {"ANIMEGAN_OFFLINE": "0", "HF_HUB_OFFLINE": "0", "ANIMEGAN_WEIGHTS_MIRROR": "http://127.0.0.1:9/"}
+    with running_app(tmp_path / "app", "--device", "cpu", env=env) as app:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app)
+        expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+        panel = page.locator("#styles-panel")
+        expect(panel).to_contain_text("Hayao: unavailable, its weights cannot be downloaded now: 127.0.0.1:9 cannot "
+                                      "be reached", timeout=15_000)
+        expect(panel).to_contain_text("Paprika: unavailable, its weights cannot be downloaded now")
+        expect(panel).not_to_contain_text("downloaded on first use")
+        expect(page.locator("#style label", has_text="Hayao")).to_contain_text("unavailable", timeout=10_000)
+        page.screenshot(path=str(tmp_path / "first-page-no-network.png"), full_page=True)
+
+        page.locator("button", has_text="Astronaut · Hayao").click()
+        notice = page.locator("#notice")
+        expect(notice).to_contain_text("Style unavailable", timeout=60_000)
+        expect(notice).to_contain_text("could not download")
+        expect(page.locator("#result")).not_to_contain_text("Error")  # no bare error badges
+        expect(page.locator("#result-file")).not_to_contain_text("Error")
+        # the example's inputs did not bring back the first labels: the choice still says it is unavailable
+        expect(page.locator("#style label", has_text="Hayao")).to_contain_text("unavailable", timeout=5_000)
+        page.screenshot(path=str(tmp_path / "example-no-weights.png"), full_page=True)
+        log = next((tmp_path / "app").glob("server-*.log")).read_text(errors="replace")
+        assert "Traceback" not in log and "AttributeError" not in log, log[-3000:]
         page.close()
 
 

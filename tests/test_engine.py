@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import all_at_once
 import torch
+from conftest import all_at_once
 from PIL import Image
 
 from animegan import InvalidImageError, WeightsMissingError, stylize
@@ -41,7 +41,7 @@ def test_downscale_to_max_side_and_stats(registry, photos: dict[str, Path], haya
     assert (s.style, s.device, s.precision) == ("hayao", "cpu", default_precision(torch.device("cpu")))
     assert s.original_size == original and s.input_size == expected and s.output_size == expected
     assert s.downscaled is True
-    assert s.seconds > 0 and s.peak_memory > 50_000_000 and s.peak_memory_kind
+    assert s.seconds > 0 and s.peak_memory >= 0 and s.peak_memory_kind  # the run's own peak: test_first_use.py
     assert s.weights_source == str(hayao_pt)
     assert len(s.notices) == 1
     assert f"downscaled from {original[0]}x{original[1]} to {expected[0]}x{expected[1]}" in s.notices[0]

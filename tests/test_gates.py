@@ -9,12 +9,12 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import load_bench
+from PIL import Image
 
 from animegan import imaging, temp_files
 from animegan.engine import ConversionTimeout, Deadline, stylize
@@ -150,7 +150,7 @@ class _App:
     auth = None
     auth_dependency = None
     cookie_id = "c1"
-    tokens: dict = {}
+    tokens: ClassVar[dict] = {}
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []

@@ -175,7 +175,7 @@ def test_cli_reports_bad_files_and_converts_the_rest(corpus: dict[str, Case], ha
                              "--device", "cpu", "--max-side", str(MAX_SIDE), "--memory-budget", BUDGET, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with PeakRSS(proc.pid, interval=0.02) as rss:
-        stdout, stderr = proc.communicate(timeout=300)
+        _stdout, stderr = proc.communicate(timeout=300)
     bad = [n for n, c in corpus.items() if c.error]
     assert proc.returncode == 1, stderr
     assert f"{len(bad)} of {len(corpus)} photos failed" in stderr
@@ -194,10 +194,9 @@ def test_cli_reports_bad_files_and_converts_the_rest(corpus: dict[str, Case], ha
 # --- the app API -----------------------------------------------------------------------------------
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-from harness import client, running_app, stats  # noqa: E402
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from harness import client, running_app, stats
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,9 @@ from animegan import imaging
 from animegan.serving import DEFAULT_TEMP_MAX_AGE_S, DEFAULT_TIMEOUT_S, load_config
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-from harness import client, running_app, stats  # noqa: E402
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from harness import client, running_app, stats
 
 MAX_FILE = 200 * 1024
 TIMEOUT_S = 1.0

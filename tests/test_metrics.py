@@ -86,7 +86,7 @@ def test_no_metrics_route_and_no_prometheus_import_by_default(hayao_pt: Path, tm
         assert httpx.get(f"{url}metrics", timeout=10).status_code == 404
     probe = ("import sys, runpy; sys.argv = ['app.py']; runpy.run_path('app.py', run_name='not_main'); "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in {'prometheus_client', 'ray', 'redis'}))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
                          env={"ANIMEGAN_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan.inference import padding_for, run_whole, to_pixels, to_tensor
 from animegan.imaging import psnr
+from animegan.inference import padding_for, run_whole, to_pixels, to_tensor
 from animegan.model import Generator, NormStats, upsample2x_tf1
 
 

@@ -107,7 +107,7 @@ def test_7_work_nobody_waits_for_stops(hostile, photos: dict[str, Path], tmp_pat
     slow = tmp_path / "slow.jpg"  # 0.8 MP: one whole-image pass of a few seconds on 2 cores
     Image.open(photos["kyoto_street_kimono"]).convert("RGB").resize((1024, 768)).save(slow, quality=90)
     started = time.monotonic()
-    png, text = Client(raw.url, verbose=False, download_files=str(tmp_path)).predict(
+    png, _text = Client(raw.url, verbose=False, download_files=str(tmp_path)).predict(
         handle_file(str(slow)), "hayao", 0, False, api_name="/stylize")
     assert Image.open(png).size == (1024, 768)
     assert time.monotonic() - started > GRACE_S, "the control must outlast the grace period"

@@ -133,7 +133,7 @@ def test_killing_the_busy_replica_costs_no_request(ray_app: str, photos: dict[st
     assert cpu > 0.15 and cpu > 3 * idle, f"no replica was clearly converting (cpu {cpu:.2f} s, other {idle:.2f} s)"
     os.kill(victim, signal.SIGKILL)
 
-    png, text = job.result(timeout=300)  # retried once on the live replica: the user sees a result, not an error
+    png, _text = job.result(timeout=300)  # retried once on the live replica: the user sees a result, not an error
     assert_stylised(Path(png), big, Image.open(big).size)
     png, _ = c.predict(handle_file(str(small_photo)), "hayao", 0, False, api_name="/stylize")  # still serving
     assert Path(png).is_file()

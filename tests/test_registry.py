@@ -13,7 +13,6 @@ import torch
 from conftest import all_at_once
 
 import animegan.styles
-
 from animegan import Registry, UnknownStyleError, get_style, load_styles, settings
 from animegan.weights.download import git_blob_sha1
 
@@ -165,9 +164,8 @@ def test_other_styles_and_availability(hayao_pt: Path, tmp_path: Path) -> None:
 
 def test_preload_loads_what_stylize_uses_and_reports_each_failure(fresh: Registry) -> None:
     from animegan import stylize
-    from animegan.weights import WeightsMissingError
-
     from animegan.engine import default_precision
+    from animegan.weights import WeightsMissingError
 
     auto = default_precision(torch.device("cpu"))  # what stylize() runs on this CPU (bf16 where it is native)
     outcome = fresh.preload(device="cpu")

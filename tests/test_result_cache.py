@@ -72,7 +72,7 @@ def test_sizes_from_flags() -> None:
 # --- keys -----------------------------------------------------------------------------------------
 def test_key_depends_on_pixels_style_weights_and_settings_not_on_their_order() -> None:
     rgb = np.random.default_rng(1).integers(0, 256, size=(16, 24, 3), dtype=np.uint8)
-    base = dict(style="hayao", weights_fingerprint="w1", settings={"keep_brightness": False, "device": "cpu"})
+    base = {"style": "hayao", "weights_fingerprint": "w1", "settings": {"keep_brightness": False, "device": "cpu"}}
     key = result_key(rgb, None, **base)
     assert key == result_key(rgb.copy(), None, style="hayao", weights_fingerprint="w1",
                              settings={"device": "cpu", "keep_brightness": False})

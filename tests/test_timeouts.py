@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("gradio_client")
-from gradio_client import handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-from harness import client, running_app, stats  # noqa: E402
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from harness import client, running_app, stats
 
 TIMEOUT_S = 2
 FAKE_SPACES = '''

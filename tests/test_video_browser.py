@@ -16,6 +16,7 @@ import pytest
 from harness import chromium, running_app, scrape, stats
 
 av = pytest.importorskip("av")
+pytest.importorskip("prometheus_client")  # the app runs with --metrics: the webcam test reads its counters
 pytestmark = pytest.mark.browser
 
 # A synthetic camera (a moving test pattern) that needs no permission prompt.
@@ -29,9 +30,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("video-browser")
-    with running_app(tmp / "app", "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
+def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's folder: its server log is there."""
+    return tmp_path_factory.mktemp("video-browser") / "app"
+
+
+@pytest.fixture(scope="module")
+def app_url(hayao_pt: Path, app_dir: Path):
+    with running_app(app_dir, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
                      "--webcam-seconds", "30", "--metrics") as url:
         yield url
 
@@ -70,6 +76,9 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
     page.wait_for_function("() => document.querySelector('#video-result video').currentTime > 0.3", timeout=10_000)
     assert page.locator("#video-result").get_by_role("button", name=re.compile("download", re.IGNORECASE)).count() >= 1 or \
         page.locator("#video-result a[download]").count() >= 1
+    # the memory panel's "Last run" is this video (issue 23, item 8)
+    expect(page.locator("#memory-panel")).to_contain_text("Last run: Hayao 128x96 video, 48 frames on cpu",
+                                                          timeout=5_000)
     video.evaluate("v => { v.pause(); v.currentTime = 1.0; }")
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
@@ -77,7 +86,8 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
     page.close()
 
 
-def test_stop_ends_a_running_conversion(browser, app_url: str, shared: Path) -> None:
+def test_stop_ends_a_running_conversion(browser, app_url: str, app_dir: Path, shared: Path, tmp_path: Path) -> None:
+    """Stop says so where the result would be, counts as stopped (not failed) and is logged as a Stop."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -90,13 +100,21 @@ def test_stop_ends_a_running_conversion(browser, app_url: str, shared: Path) -> 
     page.locator("#convert-video").click()  # native size: long enough to stop part-way
     expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
     page.locator("#stop-video").click()
+    expect(page.locator("#video-notice")).to_contain_text("Stopped: the conversion was stopped; nothing was kept.",
+                                                          timeout=5_000)
     for _ in range(300):  # the worker thread stops at the next frame (30 s at most)
         if stats(app_url)["running"] == 0:
             break
         page.wait_for_timeout(100)
     after = stats(app_url)
-    assert after["running"] == 0 and after["failed"] == before["failed"] + 1, (before, after)
-    assert after["succeeded"] == before["succeeded"]
+    assert after["running"] == 0 and after["stopped"] == before["stopped"] + 1, (before, after)
+    assert (after["failed"], after["succeeded"]) == (before["failed"], before["succeeded"])
+    expect(page.locator("#memory-panel")).to_contain_text(f"{after['stopped']} stopped, {after['failed']} failed",
+                                                          timeout=5_000)
+    expect(page.locator("#video-result")).not_to_contain_text("Error")  # no bare badge where the video would be
+    page.screenshot(path=str(tmp_path / "stop.png"), full_page=True)
+    log = "".join(p.read_text(errors="replace") for p in app_dir.glob("server-*.log"))
+    assert "stopped by its user with Stop" in log and "no client has listened" not in log, log[-2000:]
     page.close()
 
 
@@ -111,7 +129,12 @@ def test_the_webcam_mirror_streams_stylised_frames(browser, app_url: str, tmp_pa
     expect(page.locator("#convert")).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="Webcam mirror").first.click()
     page.locator("#webcam").get_by_text("Click to Access Webcam").click()
-    page.locator("#webcam").get_by_text("Record").first.click()
+    start = page.locator("#webcam .capture-button")
+    # what the button shows: not Gradio's "Record" (nothing is recorded) but what it does (issue 23, item 9)
+    shown = start.evaluate("b => { const t = b.querySelector('.icon-with-text'); return [getComputedStyle(t).fontSize, "
+                           "getComputedStyle(t, '::after').content]; }")
+    assert shown == ["0px", '"Start the mirror"'], shown
+    start.click()
     result = page.locator("#webcam-result img")
     expect(result).to_have_count(1, timeout=60_000)
     assert (result.get_attribute("src") or "").startswith("data:image/jpeg;base64,")

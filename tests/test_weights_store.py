@@ -475,7 +475,7 @@ def _first_download(spec: StyleSpec, cache: str, barrier, results) -> None:
     try:
         got = resolve_weights(spec, cache=Path(cache), offline=False)
         results.put(("ok", got.fingerprint, got.source))
-    except Exception as exc:  # reported to the parent, which fails the test
+    except Exception as exc:  # noqa: BLE001 - any error is reported to the parent, which fails the test
         results.put(("error", repr(exc), ""))
 
 

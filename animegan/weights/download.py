@@ -13,6 +13,7 @@ import http.client
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,20 @@ from .errors import WeightsDownloadError, WeightsIntegrityError
 
 Progress = Callable[[int, int], None]  # (bytes so far, total bytes; 0 when the size is not known)
 MAX_UNSIZED_DOWNLOAD = 16 << 20  # a generator's weights are about 8.6 MB: refuse a file of unknown size past this
+PROBE_TIMEOUT_S = 3.0  # a host that has not answered by then would not serve an 8.6 MB download in useful time
+
+
+def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Whether ``url`` could be downloaded now: None when its server answers a HEAD request with success, else why
+    not, in a few words. Nothing is downloaded: the app asks this in the background to say so before a conversion."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "animegan-weights/1"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"{urllib.parse.urlsplit(url).netloc} answered HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        return f"{urllib.parse.urlsplit(url).netloc or url} cannot be reached ({getattr(exc, 'reason', exc)})"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -83,12 +98,12 @@ def download(url: str, dest: Path, size: int | None, git_sha1: str, *, progress:
         os.replace(tmp, dest)
         return dest
     except urllib.error.HTTPError as exc:
-        raise WeightsDownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}") from exc
+        raise WeightsDownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}",
+                                   short=f"{url.rsplit('/', 1)[-1]}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # HTTPException: e.g. a cut chunked body
         reason = getattr(exc, "reason", exc)
-        raise WeightsDownloadError(
-            f"{url}: could not download ({reason}); check the network, or put the weights in a folder given by "
-            "--weights-dir (`python -m animegan download --to DIR` fills one on a machine with network)") from exc
+        raise WeightsDownloadError(f"{url}: could not download ({reason}); check the network",
+                                   short=f"could not reach {urllib.parse.urlsplit(url).netloc} ({reason})") from exc
     finally:
         if bar is not None:
             bar.close()

@@ -21,7 +21,7 @@ from .. import settings
 from ..styles import StyleSpec
 from .convert import check_state_dict, convert_tf_checkpoint
 from .download import Progress, download
-from .errors import WeightsError, WeightsIntegrityError, WeightsMissingError, WeightsOrigin
+from .errors import WeightsDownloadError, WeightsError, WeightsIntegrityError, WeightsMissingError, WeightsOrigin
 from .folder import write_atomically
 from .tfbundle import CheckpointError, data_path_for, index_path_for
 
@@ -162,7 +162,7 @@ def missing_message(spec: StyleSpec, weights_dir: Path | None, cache: Path, orig
         label = origin.weights_dir or weights_dir_label or "weights_dir"
         where = f"{Path(weights_dir).expanduser().absolute()} (the {label} folder)"
     else:
-        where = f"a folder named by --weights-dir or {settings.ENV_WEIGHTS_DIR}"
+        where = origin.local_folder()
     why, undo = _offline_words(origin)
     source = f"the upstream files {names}" if not spec.is_pt_file else f"the upstream file {names}"
     files = f"{spec.id}.pt" if names == f"{spec.id}.pt" else f"{spec.id}.pt, or {source}"
@@ -212,9 +212,25 @@ def resolve_weights(spec: StyleSpec, *, weights: Path | None = None, weights_dir
             return LoadedWeights(hit[0], str(hit[1]), fingerprint(hit[0]))
         if offline:
             raise WeightsMissingError(missing_message(spec, weights_dir, cache, origin, dir_label))
-        state = _download_and_convert(spec, cache, progress)
+        try:
+            state = _download_and_convert(spec, cache, progress)
+        except WeightsDownloadError as exc:  # the way out without network, in the caller's words
+            hint = without_network(origin)
+            raise WeightsDownloadError(f"{exc}. Without network: {hint}", short=exc.short, hint=hint) from exc
         path = _write_cache(spec, cache, state)
         return LoadedWeights(state, str(path), fingerprint(state))
+
+
+def without_network(origin: WeightsOrigin | None) -> str:
+    """What a user whose download failed can do instead, naming the flag or argument they would use."""
+    return (f"put the weights in {(origin or WeightsOrigin()).local_folder()}; "
+            "`python -m animegan download --to DIR` fills such a folder on a machine with network.")
+
+
+def download_url(spec: StyleSpec) -> str:
+    """Where the style's first file is downloaded from now (the mirror, when one is set)."""
+    base, first = settings.mirror(), spec.files[0]
+    return f"{base.rstrip('/')}/{first.name}" if base else first.url
 
 
 def _download_and_convert(spec: StyleSpec, cache: Path, progress: Progress | None) -> StateDict:
@@ -233,8 +249,11 @@ def _download_and_convert(spec: StyleSpec, cache: Path, progress: Progress | Non
 
 def availability(spec: StyleSpec, *, weights: Path | None = None, weights_dir: Path | None = None,
                  cache: Path | None = None, offline: bool | None = None,
-                 origin: WeightsOrigin | None = None) -> tuple[bool, str]:
-    """Whether a style can be loaded, and from where, without loading or downloading anything."""
+                 origin: WeightsOrigin | None = None, unreachable: str | None = None) -> tuple[bool, str]:
+    """Whether a style can be loaded, and from where, without loading or downloading anything.
+
+    ``unreachable``: why its download host did not answer a recent probe (:func:`~.download.probe`); a style
+    that would be downloaded is then unavailable, with that reason."""
     if weights is not None:
         ok = Path(weights).is_file() or index_path_for(weights).is_file()
         return ok, f"weights file {weights}" if ok else f"the given weights path {weights} does not exist"
@@ -246,5 +265,8 @@ def availability(spec: StyleSpec, *, weights: Path | None = None, weights_dir: P
         return True, f"cached in {cache}"
     if settings.offline() if offline is None else offline:
         return False, missing_message(spec, weights_dir, cache, origin, dir_label)
+    if unreachable:
+        return False, (f"its weights cannot be downloaded now: {unreachable}. Checked again every minute; or "
+                       f"{without_network(origin)}")
     size = spec.download_bytes
     return True, f"downloaded on first use ({size / 1e6:.1f} MB)" if size else "downloaded on first use"
