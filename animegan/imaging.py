@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ MAX_JPEG_SCANS = 100
 Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
+
+log = logging.getLogger(__name__)
 
 
 class InvalidImageError(ValueError):
@@ -63,7 +66,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
                                     f"{max_pixels / 1e6:.0f} MP. Downscale it first.") from exc
         except MemoryError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a damaged header makes plugins raise OSError, SyntaxError, struct.error...
+        except Exception as exc:  # a damaged header makes plugins raise OSError, SyntaxError, struct.error...
             raise InvalidImageError(f"the image data is truncated or corrupted ({type(exc).__name__}: {exc})") from exc
         if image.format == "JPEG" or image.format == "MPO":
             _check_jpeg_scans(data)
@@ -80,7 +83,7 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         raise InvalidImageError(f"the image is too large to decode safely ({exc})") from exc
     except MemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, EOFError... on bad data
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, EOFError... on bad data
         raise InvalidImageError(f"the image data is truncated or corrupted ({exc})") from exc
     return image
 
@@ -183,8 +186,8 @@ def load_photo(source: ImageSource, max_side: int | None = None, max_pixels: int
     image = open_image(source, max_pixels)
     try:
         image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block must not cost the user the photo
-        pass
+    except Exception as exc:  # noqa: BLE001 - a malformed EXIF block must not cost the user the photo
+        log.info("EXIF orientation left as stored (%s: %s)", type(exc).__name__, exc)
     # Animated GIF/WebP/APNG: open_image() decoded the first frame, which is the one used. (Asking for
     # n_frames would walk every frame of the file: a cheap way for a hostile GIF to burn CPU.)
     rgb, alpha = _to_rgb_alpha(image)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 from .imaging import DEFAULT_MAX_PIXELS
 
@@ -25,7 +25,7 @@ class Notice(str):
 
     kind: NoticeKind
 
-    def __new__(cls, kind: NoticeKind, text: str) -> Notice:
+    def __new__(cls, kind: NoticeKind, text: str) -> Self:
         self = super().__new__(cls, text)
         self.kind = kind
         return self

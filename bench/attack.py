@@ -37,8 +37,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import app_process  # noqa: E402
-from app_process import running_app  # noqa: E402
+import app_process
+from app_process import running_app
 
 REFUSED = "The photo did not reach the server; upload it again."  # the one answer for every path it will not read
 MiB = 1 << 20
@@ -118,6 +118,18 @@ def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = Fa
                  background: Any = "keep", keep_color: Any = 0) -> list[Any]:
     """/stylize's seven inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
     return [photo, style, side, keep, framing, background, keep_color]
+
+
+def video_data(clip: Any, style: Any = "hayao", side: Any = 0, temporal: Any = True, framing: Any = "whole",
+               keep_color: Any = 0) -> list[Any]:
+    """/stylize_video's raw inputs, in order (Gradio's raw protocol wants every one; gradio_client fills defaults)."""
+    return [clip, style, side, temporal, framing, keep_color]
+
+
+def mirror_data(frame: Any, style: Any = "hayao", temporal: Any = True, session: Any = None,
+                keep_color: Any = 0) -> list[Any]:
+    """The webcam mirror stream's raw inputs, in order."""
+    return [frame, style, temporal, session, keep_color]
 
 
 # -- what the script knows about a server it started --------------------------------------------------
@@ -456,7 +468,7 @@ def a3_decoders(raw: Raw, server: Server, timeout_s: float) -> list[Row]:
         path = raw.upload(data, fname)
         with peak_rss(server) as rss:
             t = time.monotonic()
-            status, msg = raw.call(fn, stylize_data({"path": path, "meta": {"_type": "gradio.FileData"}}))
+            _status, msg = raw.call(fn, stylize_data({"path": path, "meta": {"_type": "gradio.FileData"}}))
             took = time.monotonic() - t
         text = error_text(msg)
         grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None
@@ -472,7 +484,7 @@ def a4_bodies(raw: Raw, server: Server) -> list[Row]:
     import base64
 
     data_url = "data:image/png;base64," + base64.b64encode(os.urandom(36 * MiB)).decode()
-    status, answer, _ = raw.join(fn, stylize_data({"path": None, "url": data_url}))
+    status, _answer, _ = raw.join(fn, stylize_data({"path": None, "url": data_url}))
     rows.append(Row("4", "36 MiB data: URL inside the queue/join JSON", "413 before Gradio parses it",
                     f"HTTP {status}", status == 413))
     small_url = "data:image/jpeg;base64," + base64.b64encode(small_jpeg(32)).decode()
@@ -480,9 +492,9 @@ def a4_bodies(raw: Raw, server: Server) -> list[Row]:
     rows.append(Row("4", "small data: URL as the photo", "refused with a message",
                     f"HTTP {status}: {error_text(msg) if status == 200 else msg}",
                     status == 400 or (status == 200 and error_text(msg) not in (None, "null"))))
-    status, answer, _ = raw.join(fn, stylize_data({"path": data_url[:60]}))
+    status, _answer, _ = raw.join(fn, stylize_data({"path": data_url[:60]}))
     rows.append(Row("4", "data: URL as the payload's path", "400 before Gradio parses it", f"HTTP {status}", status == 400))
-    status, answer, _ = raw.join(fn, stylize_data({"path": "https://example.com/big.jpg",
+    status, _answer, _ = raw.join(fn, stylize_data({"path": "https://example.com/big.jpg",
                                                    "meta": {"_type": "gradio.FileData"}}))
     rows.append(Row("4", "a URL as the path (Gradio would download it)", "400, nothing fetched", f"HTTP {status}",
                     status == 400))
@@ -694,17 +706,17 @@ def a11_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
     fn = next((d["id"] for d in raw.config()["dependencies"] if d.get("api_name") == "mirror"), None)
     if fn is None:
         return rows
-    status, msg = raw.call(fn, [5, "hayao", True, None], timeout=30)
+    status, msg = raw.call(fn, mirror_data(5), timeout=30)
     text = error_text(msg) or ""
     rows.append(Row("w", "webcam stream with a number as the frame", "a message naming the webcam",
                     f"HTTP {status}: {text[:90]}", "webcam" in text and "/stylize" not in text))
     frame = {"url": "data:image/jpeg;base64," + base64.b64encode(small_jpeg(64)).decode(),
              "meta": {"_type": "gradio.FileData"}}
     deadline = time.monotonic() + 10  # the stream above frees its slot a moment after its answer
-    while (joined := raw.join(fn, [frame, "hayao", True, None]))[0] == 503 and time.monotonic() < deadline:
+    while (joined := raw.join(fn, mirror_data(frame)))[0] == 503 and time.monotonic() < deadline:
         time.sleep(0.2)
     status, first, _ = joined
-    extra = [raw.join(fn, [frame, "hayao", True, None])[:2] for _ in range(3)]
+    extra = [raw.join(fn, mirror_data(frame))[:2] for _ in range(3)]
     queued = _stats(raw)["queued"]
     if status == 200:
         raw.http.post(f"gradio_api/stream/{first['event_id']}/close")
@@ -731,7 +743,7 @@ def _video_row(raw: Raw, server: Server, item: str, attack: str, data: bytes, na
     with peak_rss(server) as rss:
         t = time.monotonic()
         _, msg = raw.call(raw.fn_index("stylize_video"),
-                          [{"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64, True, "whole"],
+                          video_data({"path": upload, "meta": {"_type": "gradio.FileData"}}, "hayao", 64),
                           timeout=limit_s + 30)
         took = time.monotonic() - t
     grew = (rss["peak"] or 0) - (rss["before"] or 0) if rss["before"] else None

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("mcp")
+from harness import running_app
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from harness import running_app
 
 
 async def _list_and_call(url: str, photo: Path) -> tuple[list, object]:

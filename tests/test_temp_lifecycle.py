@@ -130,7 +130,7 @@ def test_mcp_inputs_and_result_copies_expire_after_the_max_age(mcp_app) -> None:
 def test_the_attack_replay_rows_hold(mcp_app) -> None:
     """bench/attack.py's rows for issue 22 (raw JSON-RPC for MCP, raw joins for the webcam) hold on this app."""
     url, _, tmp = mcp_app
-    rows = attack.a10_mcp_and_webcam(attack.Raw(url), attack.Server(url, upload_dir=tmp / "uploads"))
+    rows = attack.a11_mcp_and_webcam(attack.Raw(url), attack.Server(url, upload_dir=tmp / "uploads"))
     assert len(rows) == 3 and all(r.held for r in rows), [(r.attack, r.observed) for r in rows]
 
 
@@ -167,7 +167,7 @@ def test_webcam_refusals_name_the_webcam(webcam_app) -> None:
     raw = webcam_app
     fn = raw.fn_index("mirror")
     for frame in (5, [1, 2], "not a frame"):
-        status, msg = raw.call(fn, [frame, "hayao", True, None], timeout=30)
+        status, msg = raw.call(fn, attack.mirror_data(frame), timeout=30)
         text = attack.error_text(msg)
         assert status == 200 and text and "webcam" in text and "/stylize" not in text, (frame, text)
     counted = [line for line in raw.http.get("metrics").text.splitlines()
@@ -181,7 +181,7 @@ def test_waiting_webcam_streams_leave_the_photo_queue_alone(webcam_app) -> None:
     first = _join_when_free(raw, fn)  # a stream of the test above frees its slot a moment after its answer
     try:
         for _ in range(3):  # beyond --webcam-streams: turned away, not queued
-            status, answer, _ = raw.join(fn, [_frame(), "hayao", True, None])
+            status, answer, _ = raw.join(fn, attack.mirror_data(_frame()))
             assert status == 503 and "webcam mirror is busy" in answer["detail"], answer
         assert stats(raw.url)["queued"] == 0
         # The photo queue (one place) is free: a conversion runs while the stream holds its slot.
@@ -197,7 +197,7 @@ def _join_when_free(raw, fn: int, timeout: float = 20) -> dict:
     """Start a webcam stream as soon as its slot is free (503 until then); its join answer."""
     deadline = time.monotonic() + timeout
     while True:
-        status, answer, _ = raw.join(fn, [_frame(), "hayao", True, None])
+        status, answer, _ = raw.join(fn, attack.mirror_data(_frame()))
         if status == 200:
             return answer
         assert status == 503 and time.monotonic() < deadline, (status, answer)

@@ -49,7 +49,7 @@ def app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         server = attack.Server(running.url, running.proc.pid)
         # One good conversion first: the model is loaded, so RSS growth below is the attack's own.
         good = raw.upload(attack.clip_bytes(6), "warm.mp4")
-        status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, True, "whole"])
+        status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(good), "hayao", SIDE))
         assert status == 200 and msg["success"], msg
         yield {"raw": raw, "server": server, "secret": secret, "tmpdir": tmp / "tmpdir", "pid": running.proc.pid,
                "url": running.url}
@@ -75,7 +75,7 @@ def _refused(app: dict, data: bytes, name: str, must: str, seconds: float = 5.0,
     results, fds = set(_results(app["tmpdir"])), _fds(app["pid"])
     with attack.peak_rss(server) as rss:
         t = time.monotonic()
-        status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "hayao", SIDE, True, "whole"],
+        status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(upload), "hayao", SIDE),
                                timeout=60)
         took = time.monotonic() - t
     error = attack.error_text(msg)
@@ -176,7 +176,7 @@ def test_6_many_audio_streams_are_refused_and_a_few_extra_ones_left_out(app: dic
     _refused(app, attack.many_audio_mkv(100), "many.mkv", f"more than {video.MAX_STREAMS} streams", rss_mib=48)
     raw = app["raw"]
     upload = raw.upload(attack.many_audio_mkv(video.MAX_AUDIO_STREAMS + 2), "six.mkv")
-    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "hayao", SIDE, True, "whole"], timeout=60)
+    status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(upload), "hayao", SIDE), timeout=60)
     assert status == 200 and msg["success"], msg
     path, notice = msg["output"]["data"]
     with av.open(path["path"]) as out:
@@ -202,7 +202,7 @@ def test_9_sound_after_the_last_frame_is_cut_and_costs_nothing(app: dict) -> Non
     _refused(app, attack.sound_tail(40 * 60, fmt="matroska"), "tail.mkv", "s long; the limit is 5 s")
     upload = raw.upload(attack.sound_tail(40 * 60), "tail.mp4")  # an MP4's video track has its own duration
     t = time.monotonic()
-    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "hayao", SIDE, True, "whole"], timeout=60)
+    status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(upload), "hayao", SIDE), timeout=60)
     took = time.monotonic() - t
     assert status == 200 and msg["success"], msg
     result = Path(msg["output"]["data"][0]["path"])
