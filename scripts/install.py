@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               "https://pytorch.org/get-started/locally/ says, then run this again")
     cpu_index = args.torch_index
     if not present and wants_cpu_index(cuda=cuda, system=system) and not index_reachable(cpu_index):
-        print(f"install: {cpu_index} cannot be reached (no answer in {PROBE_SECONDS:g} s): torch comes from the default "
+        print(f"install: {cpu_index} cannot be reached from here (asked for {PROBE_SECONDS:g} s at most): torch comes from the default "
               "index instead, where Linux wheels are CUDA builds (about 5 GB) unless it serves a CPU one. For the "
               "CPU build, make that host reachable (HTTPS_PROXY for a proxy) and run this again, or pass "
               "--torch-index with a mirror of it.", flush=True)
