@@ -723,6 +723,8 @@ def a11_mcp_and_webcam(raw: Raw, server: Server) -> list[Row]:
     rows.append(Row("w", "3 webcam streams beyond --webcam-streams 1", "refused at once, none waits in the queue",
                     f"HTTP {[s for s, _ in extra]}, {queued} waiting",
                     status == 200 and queued == 0 and all(s == 503 and "webcam" in str(a) for s, a in extra)))
+    return rows
+
 
 def _fds(server: Server) -> int | None:
     return None if server.pid is None else len(os.listdir(f"/proc/{server.pid}/fd"))

@@ -141,7 +141,9 @@ def torch_threads(n: int) -> Iterator[None]:
 # the end. Items within a file keep their order (module fixtures stay shared). Order from `--durations=0`.
 SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "test_timeouts.py", "test_ray_cluster.py",
               "test_video.py", "test_ray_backend.py", "test_app.py", "test_hardening_load.py", "test_metrics.py",
-              "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py")
+              "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py",
+              "test_video_security.py", "test_video_matrix.py", "test_temp_lifecycle.py", "test_keep_color_app.py",
+              "test_keep_color.py", "test_first_use.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
