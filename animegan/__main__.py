@@ -24,12 +24,12 @@ from pathlib import Path
 import av
 from tqdm.auto import tqdm
 
-from . import imaging, video
+from . import flags, imaging, video
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory
-from .framing import FRAMINGS, KEEP, DetectorMissing
+from .framing import KEEP, DetectorMissing
 from .memory import fmt_bytes, parse_bytes, resolve_device
 from .options import RunOptions, check_keep_color
-from .precision import PRECISIONS, resolve
+from .precision import resolve
 from .registry import Registry
 from .styles import UnknownStyleError, load_styles, style_ids
 from .weights import WeightsDownloadError, WeightsError, WeightsOrigin
@@ -40,49 +40,23 @@ DOWNLOAD = "download"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The conversion command's arguments; its options come from the one table (``flags.CLI_FLAGS``)."""
+    scenes = [s.id for s in load_styles() if not s.is_portrait]
     p = argparse.ArgumentParser(prog="python -m animegan",
-                                description="Turn photos and videos into anime art (AnimeGANv2). A video becomes "
+                                description="Turn photos and videos into anime art (AnimeGANv2). A video becomes\n"
                                             "<stem>_<style>.mp4 (H.264, its sound kept, same frames and timing).",
-                                epilog="Get weights ready first (all styles, or some; --to DIR fills a weights "
-                                       "folder): python -m animegan download [STYLE ...] [--to DIR]. "
-                                       "A photo named 'download' is given as ./download.")
+                                epilog="Get weights ready first (all styles, or some; --to DIR fills a weights\n"
+                                       "folder): python -m animegan download [STYLE ...] [--to DIR].\n"
+                                       "A photo named 'download' is given as ./download.\n\n"
+                                       + flags.epilog(flags.ENGINE_VARIABLES),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="image or video files, or folders (walked for images and videos); "
                    "a file is taken as a video when its container holds moving pictures")
-    p.add_argument("--style", default="hayao", help=f"style id or name: {style_ids()} (default: hayao)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", type=Path, help="a .pt state dict or a TF1 checkpoint prefix for this style")
-    src.add_argument("--weights-dir", type=Path, help="folder holding <style>.pt or the upstream TF checkpoint files")
-    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current folder)")
-    p.add_argument("--max-side", type=int, default=None,
-                   help="downscale so the longer side is at most N px (0: native size; default: the style's for "
-                        f"photos, {video.VIDEO_DEFAULT_MAX_SIDE} for videos)")
-    p.add_argument("--temporal", choices=["on", "off"], default="on",
-                   help="videos: smooth each layer's statistics across frames so still backgrounds keep their tones "
-                        "(on, default), or run every frame on its own (off)")
-    p.add_argument("--max-video-seconds", type=float, default=0,
-                   help="refuse videos longer than this, checked from the header (default 0: no limit)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
-    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
-                   help="auto (default): fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else fp32; "
-                        "fp32 gives the reference output")
-    p.add_argument("--keep-brightness", action="store_true", help="match the photo's mean brightness (upstream post-step)")
-    p.add_argument("--keep-color", "--keep-colour", type=float, default=0.0, metavar="S",
-                   help="0 to 1: how far the result takes the photo's own colours under the style's lines and tones "
-                        "(0: off, default; 1: the photo's colours); photos, portraits and videos alike")
-    p.add_argument("--framing", choices=list(FRAMINGS), default=None,
-                   help="portrait styles: face (default: the largest face, squared), center (centre square), whole "
-                        "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
-                        "videos: whole (default) or center")
-    p.add_argument("--background", default=KEEP, metavar="keep|STYLE",
-                   help="with --framing paste: keep the rest of the photo (default), or stylise it with a scene style "
-                        f"({', '.join(s.id for s in load_styles() if not s.is_portrait)})")
-    p.add_argument("--offline", action="store_true", help="never download weights")
-    p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
-    p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default: free VRAM minus a margin, "
-                   "or 2 GiB of RAM); larger photos run in tiles with whole-image statistics")
-    p.add_argument("--tile", type=int, default=None, help="0: never tile; N: always N px tiles (default: from the budget)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors (no progress, no line per written file)")
+    flags.add_arguments(p, flags.CLI_FLAGS.values(), fill={"styles": style_ids(), "scenes": ", ".join(scenes),
+                                                           "video_max_side": video.VIDEO_DEFAULT_MAX_SIDE})
     args = p.parse_args(argv)
+    if args.max_pixels is None:
+        args.max_pixels = imaging.DEFAULT_MAX_PIXELS
     if args.max_side is not None and args.max_side < 0:
         p.error("--max-side must be 0 (native size) or a positive number of pixels")
     if args.max_video_seconds < 0:
@@ -93,7 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--keep-color: {exc}")
     if args.tile is not None and args.tile < 0:
         p.error("--tile must be 0 (never tile) or a tile size in px")
-    scenes = [s.id for s in load_styles() if not s.is_portrait]
     args.background = args.background.strip().lower()
     if args.background not in (KEEP, *scenes):
         p.error(f"--background must be {KEEP} or a scene style ({', '.join(scenes)}), not {args.background!r}")
@@ -105,16 +78,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def parse_download_args(argv: list[str]) -> argparse.Namespace:
+    """The download command's arguments; its options come from the one table (``flags.DOWNLOAD_FLAGS``)."""
     p = argparse.ArgumentParser(
         prog="python -m animegan download",
         description="Get styles' weights ready: take them from the weights folder or the cache, or download them "
                     "(size and git SHA-1 checked while streaming), convert and cache them. With --to, also write "
                     "<style>.pt files that --weights-dir / ANIMEGAN_WEIGHTS_DIR accept (offline machines, Docker builds).")
     p.add_argument("styles", nargs="*", metavar="STYLE", help="style ids or names (default: every style)")
-    p.add_argument("--to", type=Path, metavar="DIR", help="also write <style>.pt into DIR (atomically)")
-    p.add_argument("--weights-dir", type=Path, metavar="DIR", help="take weights from this folder when it has them")
-    p.add_argument("--offline", action="store_true", help="never download: only the weights folder and the cache")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    flags.add_arguments(p, flags.DOWNLOAD_FLAGS.values())
     return p.parse_args(argv)
 
 

@@ -2,17 +2,20 @@
 
 The app builds its argparse from this table (``serving.parser``), reads the environment through it
 (``serving.load_config``), and the engine's own settings (``settings``) read their variables through the same
-entries. A Hugging Face Space, which runs ``python app.py`` without arguments, sets the variables.
+entries. The command line (``python -m animegan``) builds its parser from ``CLI_FLAGS`` and ``DOWNLOAD_FLAGS``,
+which reuse the app's entries where an option means the same thing; ``add_arguments`` turns entries into argparse
+options for all three. A Hugging Face Space, which runs ``python app.py`` without arguments, sets the variables.
 Old names still work for one release, with a warning: ``--cache-size``/``ANIMEGAN_CACHE_SIZE``,
 ``--cache``/``ANIMEGAN_CACHE`` and ``ANIMEGAN_CACHE_TTL`` (the *result* cache's; ``ANIMEGAN_CACHE_DIR`` stays
 the weights cache's).
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,17 +37,30 @@ def truthy(value: str | None) -> bool | None:
     raise ValueError(f"expected one of {', '.join(sorted(TRUE | FALSE))}, got {value!r}")
 
 
+def switch(value: str | None, default: bool) -> bool:
+    """An on/off variable where a wrong value must not stop the process (the engine's own): ``truthy``, with
+    ``default`` for unset, empty or unreadable values. The app's flags use ``truthy`` and refuse a garbled value."""
+    try:
+        on = truthy(value)
+    except ValueError:
+        return default
+    return default if on is None else on
+
+
 @dataclass(frozen=True)
 class Flag:
-    name: str                       # attribute name; the flag is --name-with-dashes (None: environment only)
-    env: str
-    help: str
+    name: str                       # attribute name; the flag is --name-with-dashes (kind "env": no flag)
+    env: str                        # its variable ("" for a command-line option that has none)
+    help: str                       # may name {placeholders} that the parser's builder fills (add_arguments)
     parse: Callable[[str], Any] = str
     kind: Literal["value", "switch", "append", "env"] = "value"
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     old_flag: str | None = None     # deprecated flag name (one release)
     old_env: str | None = None      # deprecated variable name (one release)
+    default: Any = None             # argparse's default (the app's are None: the variable or the config decides)
+    aliases: tuple[str, ...] = ()   # other spellings: "-q", "--keep-colour"
+    group: str | None = None        # options of one group exclude each other
 
     @property
     def option(self) -> str:
@@ -70,7 +86,7 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("share", "ANIMEGAN_SHARE", "also open a public gradio.live link", kind="switch"),
     Flag("device", "ANIMEGAN_DEVICE", "default auto: CUDA when present, else CPU", choices=("auto", "cpu", "cuda")),
     Flag("precision", "ANIMEGAN_PRECISION", "default auto: fp16 on CUDA, bf16 on a CPU with native bf16 "
-         "(AVX512_BF16/AMX), else fp32", choices=("auto", "fp32", "bf16", "fp16")),
+         "(AVX512_BF16/AMX), else fp32; fp32 gives the reference output", choices=("auto", "fp32", "bf16", "fp16")),
     Flag("concurrency", "ANIMEGAN_CONCURRENCY",
          "conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)", int),
     Flag("max_queue", "ANIMEGAN_MAX_QUEUE", "requests allowed to wait; more get 'queue full' (default 16)", int),
@@ -137,6 +153,83 @@ FLAGS: dict[str, Flag] = _flags(
 )
 
 
+# The command line's options (``python -m animegan INPUT ...``), in the order --help lists them. Those that mean
+# what the app's flag means reuse its entry (one help text); the others are the CLI's own. The CLI reads no
+# variable of its own: only the engine's (ENGINE_VARIABLES), which its --offline and --weights-dir override.
+CLI_FLAGS: dict[str, Flag] = _flags(
+    Flag("style", "", "style id or name: {styles} (default: %(default)s)", default="hayao"),
+    Flag("weights", "", "a .pt state dict or a TF1 checkpoint prefix for this style", Path, group="source"),
+    replace(FLAGS["weights_dir"], group="source"),
+    Flag("out", "", "output folder (default: current folder)", Path, default=Path(".")),
+    Flag("max_side", "", "downscale so the longer side is at most N px (0: native size; default: the style's for "
+         "photos, {video_max_side} for videos)", int),
+    Flag("temporal", "", "videos: smooth each layer's statistics across frames so still backgrounds keep their tones "
+         "(on, default), or run every frame on its own (off)", choices=("on", "off"), default="on"),
+    Flag("max_video_seconds", "", "refuse videos longer than this, checked from the header (default 0: no limit)",
+         float, default=0),
+    replace(FLAGS["device"], default="auto"),
+    replace(FLAGS["precision"], default="auto"),
+    Flag("keep_brightness", "", "match the photo's mean brightness (upstream post-step)", kind="switch",
+         default=False),
+    Flag("keep_color", "", "0 to 1: how far the result takes the photo's own colours under the style's lines and "
+         "tones (0: off, default; 1: the photo's colours); photos, portraits and videos alike", float,
+         metavar="S", default=0.0, aliases=("--keep-colour",)),
+    Flag("framing", "", "portrait styles: face (default: the largest face, squared), center (centre square), whole "
+         "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
+         "videos: whole (default) or center", choices=("face", "center", "whole", "paste")),
+    Flag("background", "", "with --framing paste: keep the rest of the photo (default), or stylise it with a scene "
+         "style ({scenes})", metavar="keep|STYLE", default="keep"),
+    replace(FLAGS["offline"], default=False),
+    replace(FLAGS["max_pixels"]),   # None: the CLI applies imaging.DEFAULT_MAX_PIXELS, as the app does
+    replace(FLAGS["memory_budget"]),
+    replace(FLAGS["tile"]),
+    Flag("quiet", "", "print only errors (no progress, no line per written file)", kind="switch", default=False,
+         aliases=("-q",)),
+)
+
+# ``python -m animegan download [STYLE ...]``'s options.
+DOWNLOAD_FLAGS: dict[str, Flag] = _flags(
+    Flag("to", "", "also write <style>.pt into DIR (atomically)", Path, metavar="DIR"),
+    replace(FLAGS["weights_dir"], help="take weights from this folder when it has them", metavar="DIR"),
+    replace(FLAGS["offline"], help="never download: only the weights folder and the cache", default=False),
+    replace(CLI_FLAGS["quiet"], help="print only errors"),
+)
+
+# The variables the engine reads itself, so the command line honours them too.
+ENGINE_VARIABLES = ("offline", "hf_offline", "weights_dir", "cache_dir", "weights_mirror", "styles_dir",
+                    "malloc_tuning")
+
+
+def add_arguments(parser: argparse.ArgumentParser, entries: Iterable[Flag],
+                  fill: Mapping[str, object] | None = None) -> None:
+    """One argparse option per entry (kind "env" has none), for the app and the command line alike.
+
+    ``fill`` gives the values of the {placeholders} in help texts that only the caller knows (the style ids).
+    """
+    groups: dict[str, Any] = {}  # group name -> argparse's mutually exclusive group
+    for f in entries:
+        if f.kind == "env":
+            continue
+        target: Any = parser
+        if f.group:
+            if f.group not in groups:
+                groups[f.group] = parser.add_mutually_exclusive_group()
+            target = groups[f.group]
+        short = [a for a in f.aliases if not a.startswith("--")]
+        names = [*short, f.option, *(a for a in f.aliases if a.startswith("--"))]
+        names += [f.old_flag] if f.old_flag else []
+        help_text = f.help.format_map(fill) if fill else f.help
+        help_text += f" ({f.old_flag} is the deprecated name)" if f.old_flag else ""
+        if f.kind == "switch":
+            target.add_argument(*names, dest=f.name, action="store_true", default=f.default, help=help_text)
+        elif f.kind == "append":
+            target.add_argument(*names, dest=f.name, action="append", default=[] if f.default is None else f.default,
+                                metavar=f.metavar, help=help_text)
+        else:
+            target.add_argument(*names, dest=f.name, type=f.parse, choices=f.choices, metavar=f.metavar,
+                                default=f.default, help=help_text)
+
+
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """A setting from the environment, parsed (None when unset)."""
     flag = FLAGS[name]
@@ -153,9 +246,9 @@ def offline(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env_value("offline", environ)) or bool(env_value("hf_offline", environ))
 
 
-def epilog() -> str:
-    """The environment table for ``--help``."""
+def epilog(names: Iterable[str] | None = None) -> str:
+    """The environment table for ``--help``: every variable (the app's), or those named."""
     lines = ["environment (flags win):"]
-    for f in FLAGS.values():
+    for f in (FLAGS.values() if names is None else (FLAGS[n] for n in names)):
         lines.append(f"  {f.env:28} {f.option if f.kind != 'env' else '(no flag)'}")
     return "\n".join(lines)

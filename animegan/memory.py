@@ -477,7 +477,7 @@ def tune_cpu_allocator() -> bool:
     ANIMEGAN_MALLOC_TUNING=0 turns it off.
     """
     global _allocator_tuned
-    if _LIBC is None or os.environ.get(ENV_MALLOC_TUNING, "1").strip().lower() in flags.FALSE:
+    if _LIBC is None or not flags.switch(os.environ.get(ENV_MALLOC_TUNING), default=True):
         return False
     try:
         mallopt = _LIBC.mallopt

@@ -4,7 +4,9 @@ from __future__ import annotations
 import errno
 import socket
 
-PORT_VARIABLE = "ANIMEGAN_PORT"
+from .flags import FLAGS
+
+PORT_VARIABLE = FLAGS["port"].env  # the table's entry names the variable; the message names it from there
 
 
 def port_in_use(host: str, port: int) -> bool:

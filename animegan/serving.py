@@ -168,17 +168,7 @@ def parser() -> argparse.ArgumentParser:
     """The app's flags, from the one table (``flags.FLAGS``)."""
     p = argparse.ArgumentParser(prog="python app.py", description="AnimeGANv2 web app (Gradio).",
                                 epilog=flags.epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in flags.FLAGS.values():
-        if f.kind == "env":
-            continue
-        names = [f.option] + ([f.old_flag] if f.old_flag else [])
-        help_text = f.help + (f" ({f.old_flag} is the deprecated name)" if f.old_flag else "")
-        if f.kind == "switch":
-            p.add_argument(*names, dest=f.name, action="store_true", default=None, help=help_text)
-        elif f.kind == "append":
-            p.add_argument(*names, dest=f.name, action="append", default=[], metavar=f.metavar, help=help_text)
-        else:
-            p.add_argument(*names, dest=f.name, type=f.parse, choices=f.choices, metavar=f.metavar, help=help_text)
+    flags.add_arguments(p, flags.FLAGS.values())
     return p
 
 

@@ -19,10 +19,7 @@ DOWNLOAD_CHUNK = 1 << 16
 
 def env_flag(name: str) -> bool:
     """An on/off variable by its name, read with the one truthy parser (unset, empty or unknown: off)."""
-    try:
-        return bool(flags.truthy(os.environ.get(name)))
-    except ValueError:
-        return False
+    return flags.switch(os.environ.get(name), default=False)
 
 
 def offline() -> bool:

@@ -4,7 +4,7 @@
 
 Prints PSNR, max and mean absolute difference (0-255 scale) for our fp32 CPU path (what stylize() runs)
 and for the popular port's align_corners=True upsampling on the same weights. tests/test_model.py asserts
-the thresholds; this prints the figures quoted in README.md.
+the thresholds; this prints the figures quoted in docs/fidelity.md.
 """
 from __future__ import annotations
 

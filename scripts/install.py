@@ -4,7 +4,7 @@ Why: pip's default Linux torch wheel is a CUDA build (about 5 GB with its NVIDIA
 machine without an NVIDIA GPU. Here, on Linux with no NVIDIA driver, torch comes from PyTorch's CPU index
 (about 200 MB); with a driver (or on macOS and Windows, where pip's default wheel already fits) from the
 default index. Then requirements.txt and the package itself. A torch that is already installed is kept.
-By default torch is the version CI tests and the README's figures were measured with (TESTED_TORCH);
+By default torch is the version CI tests and the figures in docs/ were measured with (TESTED_TORCH);
 ``--torch torch`` takes the newest instead.
 
     python scripts/install.py              # decide from this machine
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")
-TESTED_TORCH = "torch==2.13.0"  # as in .ci/run: the version the tests and the README's figures ran with
+TESTED_TORCH = "torch==2.13.0"  # as in .ci/run: the version the tests and the figures in docs/ ran with
 PROBE_SECONDS = 5.0  # long enough for a slow link to answer, short enough not to stall an install that cannot use it
 
 

@@ -1,4 +1,4 @@
-"""Retake the README's screenshots from the real app in a real browser; run it whenever the UI changes.
+"""Retake the screenshots in README.md and docs/ from the real app in a real browser; run it whenever the UI changes.
 
     python scripts/screenshots.py --weights hayao=PATH/hayao.pt          # both pictures, into docs/
     python scripts/screenshots.py --only first-run --out /tmp/shots      # no weights needed

@@ -75,3 +75,44 @@ def test_the_cli_honours_hf_hub_offline(tmp_path: Path, photos: dict[str, Path])
     assert run.returncode == 2, run.stderr
     assert "Shinkai-53.ckpt" in run.stderr and "offline" in run.stderr.lower()
     assert "could not download" not in run.stderr  # it never tried
+
+
+def test_the_cli_options_come_from_the_table() -> None:
+    """``python -m animegan`` and its ``download`` command declare no option of their own: each is a table entry,
+    and an option that means what the app's does is the app's entry (one help text)."""
+    from animegan.__main__ import parse_args, parse_download_args
+    from animegan.framing import FRAMINGS
+    from animegan.precision import PRECISIONS
+
+    args = parse_args(["photo.jpg"])
+    assert set(vars(args)) == {"inputs", *flags.CLI_FLAGS}
+    assert set(vars(parse_download_args([]))) == {"styles", *flags.DOWNLOAD_FLAGS}
+    for name in ("device", "precision", "weights_dir", "offline", "max_pixels", "memory_budget", "tile"):
+        assert flags.CLI_FLAGS[name].help == flags.FLAGS[name].help
+    assert flags.CLI_FLAGS["framing"].choices == FRAMINGS and flags.FLAGS["precision"].choices == PRECISIONS
+    text = subprocess.run([sys.executable, "-m", "animegan", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+    assert "face_paint_512_v2" in text and "{styles}" not in text and "{scenes}" not in text  # filled in
+    assert all(flags.FLAGS[n].env in text for n in flags.ENGINE_VARIABLES)  # the variables the CLI honours
+
+
+def test_the_port_variable_is_the_tables() -> None:
+    from animegan.ports import busy_port_message
+
+    assert flags.FLAGS["port"].env in busy_port_message(7860)
+
+
+@pytest.mark.parametrize(("raw", "default", "value"), [(None, True, True), ("", True, True), ("0", True, False),
+                                                        ("off", True, False), ("maybe", True, True),
+                                                        ("yes", False, True), ("maybe", False, False)])
+def test_engine_switches_fall_back_to_their_default(raw: str | None, default: bool, value: bool) -> None:
+    """The engine's on/off variables (ANIMEGAN_MALLOC_TUNING, the offline ones) go through the same parser."""
+    assert flags.switch(raw, default=default) is value
+
+
+def test_malloc_tuning_off_is_read_by_the_one_parser() -> None:
+    code = "from animegan import memory; print(memory.tune_cpu_allocator())"
+    for raw, expect in (("off", "False"), ("No", "False"), ("on", "True"), ("maybe", "True")):
+        run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                             check=True, env={**__import__("os").environ, "ANIMEGAN_MALLOC_TUNING": raw})
+        assert run.stdout.strip() == expect, run.stderr

@@ -1,4 +1,4 @@
-"""The README's cluster deployment, for real: ``ray start --head``, ``serve run deploy/serve.yaml``, then
+"""The cluster deployment of docs/deployment.md, for real: ``ray start --head``, ``serve run deploy/serve.yaml``, then
 ``python app.py --backend ray --ray-address HEAD`` uses that deployment instead of deploying its own.
 
 The config is the committed one with only what a CPU-only machine must change (device, weights, no GPU,
