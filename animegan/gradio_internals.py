@@ -9,18 +9,22 @@ fail on an upgrade that changes them:
 * :func:`recorded_files`: every file Gradio recorded for a demo, which the app deletes at exit (same test).
 * :func:`group_in_use`: how many events of one concurrency group run or wait
   (``tests/test_temp_lifecycle.py::test_waiting_webcam_streams_leave_the_photo_queue_alone``).
-* :func:`upload_folder`: where Gradio keeps uploads (every test that uploads: the upload gate allows that folder).
-* :func:`waiting_count`: how many events wait in the queue (``tests/test_app.py``, ``/stats``).
-* :func:`queue_event`, :func:`was_cancelled`, :func:`event_keys`, :func:`event_alive`,
-  :func:`event_waited`: the queue's record of the job a request runs in, for the client watch and the Stop button
-  (``tests/test_hardening_load.py``, ``tests/test_video_app.py``).
-* :func:`event_indices`, :func:`has_event`: the demo's events by API name and index (the request guard's
-  webcam slots and unknown-event check: ``tests/test_temp_lifecycle.py``, ``tests/test_gates.py``).
-* :func:`answer_input_errors`: our messages for requests Gradio refuses before a handler runs
-  (``tests/test_hardening_inputs.py``, ``tests/test_video_app.py``).
-* :func:`after_example_loads`: the event that fills an example's inputs (``tests/test_app_ui.py``).
+* :func:`upload_folder`: where Gradio keeps uploads, the folder the upload gate allows (every test that uploads).
+* :func:`waiting_count`: how many events wait in the queue (``/stats``: ``tests/test_app.py``).
+* :func:`queue_event`, :func:`was_cancelled`, :func:`event_alive`, :func:`event_keys`, :func:`event_waited`: the
+  queue's record of the job a request runs in, for the client watch and the Stop button
+  (``tests/test_public_link.py::test_7_work_nobody_waits_for_stops``,
+  ``tests/test_video_app.py::test_a_client_that_leaves_or_presses_stop_stops_the_work``,
+  ``tests/test_video_browser.py::test_stop_ends_a_running_conversion``).
+* :func:`event_indices`, :func:`has_event`: the demo's events by API name and by index, for the request guard
+  (``tests/test_temp_lifecycle.py`` for the webcam slots, ``tests/test_gates.py``).
+* :func:`answer_input_errors`, :func:`is_refused_path`: our messages for requests that Gradio refuses before a
+  handler runs (``tests/test_public_link.py::test_8_every_failure_a_user_can_cause_has_a_message``, ``tests/test_temp_lifecycle.py``'s webcam
+  refusals).
+* :func:`after_example_loads`: the event that fills an example's inputs (``tests/test_app_ui.py``,
+  ``tests/test_browser.py``).
 * :data:`WEBCAM_BUTTON_CSS`: the webcam mirror's start button, reached through Gradio's page markup
-  (``tests/test_browser.py``).
+  (``tests/test_video_browser.py``).
 """
 from __future__ import annotations
 
