@@ -2,7 +2,7 @@
 
 ``python app.py`` serves on http://127.0.0.1:7860 (CPU when there is no GPU). ``python app.py --help`` lists the
 flags; each has an ANIMEGAN_* environment variable, which is how a Hugging Face Space configures it (Spaces
-run this file and use the module-level ``demo``). The UI itself is in ``animegan/ui.py``.
+run this file and use the module-level ``demo``). The UI itself is in ``animegan/ui/``.
 
 API: ``gradio_client.Client(url).predict(handle_file(photo), "hayao", 1024, False, api_name="/stylize")``
 returns ``(png_path, notice)``.
@@ -25,7 +25,7 @@ import torch
 
 from animegan import Registry
 from animegan.engine import LocalConverter
-from animegan.gradio_internals import recorded_files
+from animegan.gradio_internals import has_event, recorded_files, waiting_count
 from animegan.memory import parse_bytes
 from animegan.request_guard import Limits, RequestGuard
 from animegan.result_cache import MemoryCache
@@ -80,7 +80,7 @@ if config.metrics:  # prometheus_client is an extra: imported only when asked fo
     from animegan.metrics import Metrics
 
     # The queue exists once the demo does (registering the metrics already reads every gauge once).
-    metrics = Metrics(queue_length=lambda: len(demo._queue) if "demo" in globals() else None,
+    metrics = Metrics(queue_length=lambda: waiting_count(demo) if "demo" in globals() else None,
                       styles=[s.id for s in registry.styles()])
     metrics.cache_backend = "redis" if config.result_cache else ("memory" if config.result_cache_size else None)
     if config.result_cache:  # Redis failures (requests that ran without the cache)
@@ -98,7 +98,8 @@ app_kwargs = metrics.app_kwargs() if metrics is not None else {"routes": [], "mi
 app_kwargs["middleware"].insert(0, Middleware(
     RequestGuard, limits=Limits.for_upload_size(parse_bytes(config.max_file_size)),
     listeners=demo.animegan.listeners, on_refusal=metrics.refused if metrics is not None else None,
-    known_fn=lambda fn_index: fn_index in demo.fns, slots=demo.animegan_video.webcam_slots()))
+    known_fn=lambda fn_index: has_event(demo, fn_index),
+    slots=demo.animegan_webcam.slots() if demo.animegan_webcam is not None else None))
 launch_extra: dict = {"app_kwargs": app_kwargs}
 
 # At exit, even in a folder the operator chose (GRADIO_TEMP_DIR): every upload this process received and every copy

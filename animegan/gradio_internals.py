@@ -9,10 +9,27 @@ fail on an upgrade that changes them:
 * :func:`recorded_files`: every file Gradio recorded for a demo, which the app deletes at exit (same test).
 * :func:`group_in_use`: how many events of one concurrency group run or wait
   (``tests/test_temp_lifecycle.py::test_waiting_webcam_streams_leave_the_photo_queue_alone``).
+* :func:`upload_folder`: where Gradio keeps uploads, the folder the upload gate allows (every test that uploads).
+* :func:`waiting_count`: how many events wait in the queue (``/stats``: ``tests/test_app.py``).
+* :func:`queue_event`, :func:`was_cancelled`, :func:`event_alive`, :func:`event_keys`, :func:`event_waited`: the
+  queue's record of the job a request runs in, for the client watch and the Stop button
+  (``tests/test_public_link.py::test_7_work_nobody_waits_for_stops``,
+  ``tests/test_video_app.py::test_a_client_that_leaves_or_presses_stop_stops_the_work``,
+  ``tests/test_video_browser.py::test_stop_ends_a_running_conversion``).
+* :func:`event_indices`, :func:`has_event`: the demo's events by API name and by index, for the request guard
+  (``tests/test_temp_lifecycle.py`` for the webcam slots, ``tests/test_gates.py``).
+* :func:`answer_input_errors`, :func:`is_refused_path`: our messages for requests that Gradio refuses before a
+  handler runs (``tests/test_public_link.py::test_8_every_failure_a_user_can_cause_has_a_message``, ``tests/test_temp_lifecycle.py``'s webcam
+  refusals).
+* :func:`after_example_loads`: the event that fills an example's inputs (``tests/test_app_ui.py``,
+  ``tests/test_browser.py``).
+* :data:`WEBCAM_BUTTON_CSS`: the webcam mirror's start button, reached through Gradio's page markup
+  (``tests/test_video_browser.py``).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +107,151 @@ def group_in_use(demo: Any, concurrency_id: str) -> int:
     if group is None:  # nobody has joined this group yet
         return 0
     return len(group.queue) + int(group.current_concurrency)
+
+
+def upload_folder() -> str:
+    """Where Gradio keeps uploads: ``GRADIO_TEMP_DIR``, read the way Gradio reads it.
+
+    Gradio 6.31 reads it in ``gradio.utils.get_upload_folder`` (the environment variable, else
+    ``<tempdir>/gradio``); calling that function keeps the two readings the same.
+    """
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+def waiting_count(demo: Any) -> int | None:
+    """Events waiting (not running) in ``demo``'s queue; None before ``demo.queue()``.
+
+    Gradio 6.31 keeps its queue in ``Blocks._queue``; ``len()`` of it counts the waiting events of every group.
+    """
+    queue = getattr(demo, "_queue", None)
+    return len(queue) if queue is not None else None
+
+
+def _active_jobs(demo: Any) -> list[Any] | None:
+    """``Queue.active_jobs`` in Gradio 6.31: one slot per worker, None or the list of events it runs."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return None
+    return list(getattr(queue, "active_jobs", []) or [])
+
+
+def queue_event(demo: Any, request: Any) -> Any:
+    """The queue's record of the job that ``request`` (a ``gr.Request``) runs in; None outside the queue.
+
+    Gradio has no public way to go from a handler to its job. In 6.31 ``gr.Request.request`` is the HTTP request
+    the job was joined with, and each ``queueing.Event`` among ``Queue.active_jobs`` keeps that same object in
+    ``Event.request``: the one whose request is ours is our job.
+    """
+    raw = getattr(request, "request", None) if request is not None else None
+    jobs = _active_jobs(demo)
+    if raw is None or jobs is None:
+        return None
+    for job in jobs:
+        for event in job or []:
+            if getattr(event, "request", None) is raw:
+                return event
+    return None
+
+
+def was_cancelled(demo: Any, event: Any) -> bool:
+    """Whether ``event``'s job was cancelled (the page's Stop button, or ``/gradio_api/cancel``).
+
+    Gradio 6.31 cancels a running job by removing it from ``Queue.active_jobs`` and cancelling its asyncio task;
+    the worker thread of a synchronous handler runs on, so the handler learns it only by looking there.
+    """
+    jobs = _active_jobs(demo)
+    if event is None or jobs is None:
+        return False
+    return not any(job is not None and event in job for job in jobs)
+
+
+def event_alive(event: Any) -> bool:
+    """Whether the client still reads the job's result stream (6.31: ``Event.alive``, cleared when it closes)."""
+    return bool(getattr(event, "alive", True))
+
+
+def event_keys(event: Any) -> tuple[str, str]:
+    """The keys under which the request guard counts the job's open result streams: its session
+    (``Event.session_hash``) and its own id (``Event._id``, which 6.31 sends to the client as ``event_id``)."""
+    return f"session:{event.session_hash}", f"event:{event._id}"
+
+
+def event_waited(event: Any) -> float:
+    """Seconds since the job joined the queue (6.31: ``Event.enqueue_time``, from ``time.monotonic``)."""
+    import time
+
+    return time.monotonic() - event.enqueue_time
+
+
+def event_indices(demo: Any, api_name: str) -> frozenset[int]:
+    """The indices (``fn_index`` in a request) of ``demo``'s events named ``api_name``.
+
+    Gradio 6.31 keeps the events in ``Blocks.fns``, a dict from index to ``BlockFunction`` (``.api_name``).
+    """
+    fns = getattr(demo, "fns", None)
+    if fns is None:
+        _missing("Blocks.fns")
+        return frozenset()
+    return frozenset(i for i, fn in fns.items() if fn.api_name == api_name)
+
+
+def has_event(demo: Any, fn_index: Any) -> bool:
+    """Whether ``fn_index`` names one of ``demo``'s events (``Blocks.fns`` in 6.31, see :func:`event_indices`)."""
+    return fn_index in getattr(demo, "fns", {})
+
+
+def answer_input_errors(demo: Any, answer: Callable[[str | None, str, Exception], Exception]) -> bool:
+    """Let ``answer(api_name, name, exc)`` say what a request that Gradio cannot parse gets.
+
+    Such a request (a missing argument, a number where a file goes, a path outside Gradio's allowed folders)
+    fails in ``Blocks.preprocess_data`` (6.31: ``async (block_fn, inputs, state, explicit_call)``), before any
+    handler runs, and Gradio answers ``{"error": null}`` (``show_error=False`` hides its own text, which may name
+    server paths). Gradio offers no hook there, so the method is wrapped on this demo; ``gr.Error`` passes as it is.
+    """
+    import gradio as gr
+
+    original: Callable[..., Awaitable[Any]] | None = getattr(demo, "preprocess_data", None)
+    if original is None:
+        _missing("Blocks.preprocess_data")
+        return False
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        try:
+            return await original(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything Gradio raised about the request's inputs
+            raise answer(getattr(block_fn, "api_name", None), getattr(block_fn, "name", ""), exc) from None
+
+    demo.preprocess_data = preprocess_data
+    return True
+
+
+def is_refused_path(exc: BaseException) -> bool:
+    """Whether Gradio's own file check refused a path in the request (6.31: ``gradio.exceptions.InvalidPathError``,
+    raised while it moves a file argument into its cache)."""
+    from gradio.exceptions import InvalidPathError
+
+    return isinstance(exc, InvalidPathError)
+
+
+def after_example_loads(examples: Any) -> Any:
+    """The event that fills the inputs when an example is clicked, to chain the conversion after it with ``.then``.
+
+    ``gr.Examples`` documents no such event; Gradio 6.31 keeps it in ``Examples.load_input_event`` (set in
+    ``helpers.py`` whether or not examples are cached).
+    """
+    return examples.load_input_event
+
+
+# The webcam mirror records nothing, so its start button says what it does. Gradio 6.31's Image webcam has no
+# option to rename "Record": the rule reaches the button through the page markup of that version (the
+# ``capture-button`` wrapper and the icon's ``title="start recording"``).
+WEBCAM_BUTTON_CSS = """\
+#webcam .capture-button .icon-with-text:has([title="start recording"]) {font-size: 0}
+#webcam .capture-button .icon-with-text:has([title="start recording"])::after {
+  content: "Start the mirror"; font-size: var(--text-md);
+}
+"""

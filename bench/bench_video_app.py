@@ -43,7 +43,7 @@ def webcam(side: int, frames: int, rounds: int, registry: Registry) -> tuple[flo
     """(handler fps, stylize_frame fps) over the same panned frames."""
     from animegan.ui import build_demo
 
-    videos = build_demo(ServeConfig(device="cpu", offline=True, webcam_side=side), registry).animegan_video
+    videos = build_demo(ServeConfig(device="cpu", offline=True, webcam_side=side), registry).animegan_webcam
     photo = Image.open(SHARED / "photos" / "railway_crossing.jpg").convert("RGB").resize((640, 480), Image.LANCZOS)
     rgb = np.asarray(photo)
     payloads, smalls = [], []

@@ -16,7 +16,9 @@ from animegan import Registry
 from animegan.engine import RunStats
 from animegan.imaging import InvalidImageError
 from animegan.serving import ServeConfig, cpu_cores, load_config
-from animegan.ui import CONVERT_GROUP, build_demo, notice, user_error
+from animegan.ui import build_demo
+from animegan.ui.state import CONVERT_GROUP
+from animegan.ui.texts import notice, user_error
 from animegan.weights import WeightsMissingError
 
 
@@ -57,7 +59,7 @@ def test_events_are_wired_for_the_queue(registry: Registry) -> None:
                                                   "Framing", "Background (paste)", "Keep colours"]  # new inputs after the four
     example = fns["example"]  # an example click runs the page's Convert, in the same group, never cached by Gradio
     assert example.queue and example.concurrency_id == CONVERT_GROUP and example.concurrency_limit == 3
-    assert example.fn == demo.animegan.convert_page and not any(getattr(f, "cache_examples", None) for f in fns.values())
+    assert example.fn == demo.animegan_photo.convert_page and not any(getattr(f, "cache_examples", None) for f in fns.values())
     panel = fns["panels"]
     assert panel.queue is False and panel.concurrency_limit is None  # never waits behind conversions, never queued
     assert fns["stats"].queue is False and fns["stats"].api_visibility == "undocumented"

@@ -136,12 +136,12 @@ def test_uploads_and_results_are_deleted_after_the_max_age(limited_app, photo_51
 def test_result_folder_is_pruned_by_age(registry, tmp_path: Path) -> None:
     """The app's own results folder (from which Gradio copies each PNG) is bounded by age as well as by count."""
     from animegan.serving import ServeConfig
-    from animegan.ui import StylizeApp
+    from animegan.ui.state import StylizeApp
 
     app = StylizeApp(ServeConfig(device="cpu", temp_max_age=1), registry)
-    first = app._save(Image.new("RGB", (4, 4)), "a.png")
-    second = app._save(Image.new("RGB", (4, 4)), "b.png")
+    first = app.save_photo(Image.new("RGB", (4, 4)), "a.png")
+    second = app.save_photo(Image.new("RGB", (4, 4)), "b.png")
     assert first.exists() and second.exists()  # young: both kept
     time.sleep(1.2)
-    third = app._save(Image.new("RGB", (4, 4)), "c.png")
+    third = app.save_photo(Image.new("RGB", (4, 4)), "c.png")
     assert not first.exists() and not second.exists() and third.exists()

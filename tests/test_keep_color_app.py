@@ -103,7 +103,7 @@ def test_the_webcam_mirror_takes_keep_color(registry, photos: dict[str, Path]) -
     from animegan.serving import ServeConfig
     from animegan.ui import build_demo
 
-    videos = build_demo(ServeConfig(device="cpu", offline=True, precision="fp32"), registry).animegan_video
+    videos = build_demo(ServeConfig(device="cpu", offline=True, precision="fp32"), registry).animegan_webcam
     photo = np.asarray(Image.open(photos["kyoto_street_kimono"]).convert("RGB").resize((256, 174), Image.LANCZOS))
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, "PNG")

@@ -368,7 +368,7 @@ def mirror(registry, tmp_path_factory: pytest.TempPathFactory):
     from animegan.ui import build_demo
 
     config = ServeConfig(device="cpu", offline=True, max_pixels=400_000, max_file_size="1mb")
-    return build_demo(config, registry).animegan_video
+    return build_demo(config, registry).animegan_webcam
 
 
 def _frame(rgb: np.ndarray) -> dict:

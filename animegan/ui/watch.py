@@ -1,0 +1,55 @@
+"""Is anyone still waiting for this conversion? Checked before a run, between tiles or frames, and before encoding.
+
+Gradio marks a queued job dead when its result stream closes; a job joined by a client that never opened its result
+stream, or whose stream closed, is also abandoned after ``CLIENT_GRACE_S``. The request guard counts open streams
+(:class:`~animegan.request_guard.Listeners`). Without a request (a direct call), nothing is watched.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import flags, gradio_internals
+from ..request_guard import Listeners
+
+# A queued job whose client has not listened for its result for this long was abandoned (env: tests use 1 s).
+CLIENT_GRACE_S = flags.env_value("client_grace") or 5.0
+
+
+class ClientGone(RuntimeError):
+    """Nobody waits for this conversion any more (the page was closed, the API client went away)."""
+
+
+class Stopped(ClientGone):
+    """Its user pressed Stop (Gradio cancelled the job; the worker learns it at its next check)."""
+
+
+class ClientWatch:
+    """Raises :class:`ClientGone` at a check once nobody waits for the job ``request`` runs in."""
+
+    def __init__(self, demo: gr.Blocks | None, listeners: Listeners, request: gr.Request | None) -> None:
+        self.demo = demo
+        self.listeners = listeners
+        self.event = gradio_internals.queue_event(demo, request)
+
+    def check(self) -> None:
+        event = self.event
+        if event is None:
+            return
+        if not gradio_internals.event_alive(event):
+            raise ClientGone("its client disconnected")
+        if self.listeners.listening(*gradio_internals.event_keys(event)):
+            return
+        waited = gradio_internals.event_waited(event)
+        if waited > CLIENT_GRACE_S:
+            raise ClientGone(f"no client has listened for its result for {waited:.0f} s")
+
+
+class StopWatch(ClientWatch):
+    """:class:`ClientWatch`, plus the Stop button: a job that Gradio cancelled raises :class:`Stopped`."""
+
+    def check(self) -> None:
+        # Stop first: a cancelled job's client also stops listening, which would read as a client that left.
+        if self.event is not None and gradio_internals.was_cancelled(self.demo, self.event):
+            raise Stopped("the conversion was stopped")
+        super().check()
+
