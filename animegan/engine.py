@@ -4,19 +4,26 @@ Each call plans its run from the memory budget (whole image, or tiles sharing wh
 and recovers from running out of memory: smaller tiles first, then, on CUDA, the CPU. What happened is
 told in ``RunStats.notices`` (:class:`~animegan.options.Notice`, by kind).
 
-Callers meet the engine in one way: a converter called with the source and a frozen
-:class:`~animegan.options.RunOptions`. :class:`LocalConverter` runs here; ``RayBackend`` runs on Ray Serve
-replicas. ``stylize()`` is the same call with keywords, for library users.
+Callers meet the engine in one way: a :class:`Converter` given the source and a frozen
+:class:`~animegan.options.RunOptions`, for a photo (the call), one frame of a stream (``frame``: a webcam's, with
+its :class:`~animegan.temporal.FrameSmoother`) or a whole clip (``clip``: file in, MP4 out). :class:`LocalConverter`
+runs all three here; ``RayBackend`` runs them on Ray Serve replicas, ``ZeroGPUConverter`` inside ``spaces.GPU``.
+A clip's frames and a webcam's take the photo's route: the same plan and the same out-of-memory recovery
+(:class:`FrameRun`). ``stylize()``, ``video.stylize_video()`` and ``video.stylize_frame()`` are the same calls with
+keywords, for library users.
 """
 from __future__ import annotations
 
 import gc
 import io
 import logging
+import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -27,13 +34,20 @@ from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
 from .options import Notice, RunOptions
-from .registry import LoadedModel, Precision, Registry, WeightsArg, default_registry, registry_for
+from .precision import default_precision
+from .registry import LoadedModel, Registry, WeightsArg, default_registry, registry_for
 from .result_cache import ResultCache, result_key
 from .styles import StyleSpec
+from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 from .weights.download import Progress
+
+if TYPE_CHECKING:  # PyAV loads only when a clip is converted (LocalConverter.clip imports animegan.clips then)
+    from .clips import VideoLimits, VideoStats
 
 log = logging.getLogger(__name__)
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in all)
+FrameProgress = Callable[[int, int], None]  # (frames done, frames expected)
+FRAME_RUNS = 16  # frame plans a LocalConverter keeps (style x size x settings of its recent streams)
 
 
 class OutOfMemory(RuntimeError):
@@ -95,30 +109,36 @@ class StylizeResult:
     png: bytes | None = None      # the encoded PNG when a result cache was used (callers need not encode again)
 
 
-def default_precision(device: torch.device) -> Precision:
-    """What ``precision="auto"`` runs on this device (see :mod:`animegan.precision`)."""
-    return precision_mod.resolve("auto", device).precision
-
-
 def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str,
-             on_tile: TileProgress | None) -> np.ndarray:
+             on_tile: TileProgress | None, smoother: FrameSmoother | None = None) -> np.ndarray:
+    if smoother is not None:
+        smoother.place(next(loaded.model.parameters()).device)
     if not plan.tiled:
-        out = inference.run_whole(loaded.model, rgb, precision)
+        stats = smoother.norm_stats(rgb, (loaded.spec.id,)) if smoother else None
+        out = inference.run_whole(loaded.model, rgb, precision, stats)
         if on_tile:
             on_tile(1, 1)
         return out
+    key = (loaded.spec.id, "tiles")
+    adjust = (lambda measured: smoother.smoothed(rgb, measured, key)) if smoother else None
     return inference.run_tiled(loaded.model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side,
-                               precision=precision, on_tile=on_tile)
+                               precision=precision, on_tile=on_tile, adjust=adjust)
 
 
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
                        device: torch.device, precision: str, notices: list[Notice],
-                       on_tile: TileProgress | None) -> tuple[np.ndarray, RunPlan, LoadedModel, int]:
+                       on_tile: TileProgress | None, smoother: FrameSmoother | None = None,
+                       what: str = "this photo") -> tuple[np.ndarray, RunPlan, LoadedModel, int]:
+    """Run ``rgb`` under ``plan``; out of memory: smaller tiles, then (on CUDA) the CPU. Photos and frames alike.
+
+    Returns the pixels and what finally ran (plan, model, recoveries), which a stream keeps for its next frames.
+    ``what`` names the input in the notices ("this photo", "frames from here on").
+    """
     h, w = rgb.shape[:2]
     recoveries = 0
     while True:
         try:
-            return _execute(loaded, rgb, plan, precision, on_tile), plan, loaded, recoveries
+            return _execute(loaded, rgb, plan, precision, on_tile, smoother), plan, loaded, recoveries
         except Exception as exc:  # noqa: BLE001 - only memory errors are handled; the rest re-raise
             if not memory.is_out_of_memory(exc):
                 raise
@@ -128,14 +148,14 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
             recoveries += 1
             nxt = plan.smaller(h, w)
             if nxt is not None:
-                notices.append(Notice("out_of_memory",
-                                      f"out of memory with {plan.describe()}; retried with tiles of {nxt.tile} px"))
+                notices.append(Notice("out_of_memory", f"out of memory with {plan.describe()}; "
+                                      f"{what} ran in tiles of {nxt.tile} px"))
                 log.warning("out of memory on %s; retrying with %d px tiles", device, nxt.tile)
                 plan = nxt
                 continue
             if device.type == "cuda":
                 notices.append(Notice("cpu_fallback",
-                                      "the GPU ran out of memory even with the smallest tiles; this photo ran on the CPU"))
+                                      f"the GPU ran out of memory even with the smallest tiles; {what} ran on the CPU"))
                 log.warning("out of memory on %s with the smallest tiles; falling back to the CPU", device)
                 device = torch.device("cpu")
                 precision = "fp32" if precision == "fp32" else default_precision(device)
@@ -143,18 +163,82 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
                 plan = memory.plan_run(h, w, "cpu", precision, memory.default_budget(device))
                 continue
             raise OutOfMemory(
-                f"not enough memory for a {w}x{h} photo even in {memory.MIN_TILE} px tiles; "
+                f"not enough memory for {w}x{h} pixels even in {memory.MIN_TILE} px tiles; "
                 "lower the max side, close other programs, or raise the memory budget") from None
 
 
-class Converter(Protocol):
-    """Where conversions run: this process (:class:`LocalConverter`) or model replicas (``RayBackend``).
+class FrameRun:
+    """Frames of one size through the photo's route: device, precision and plan decided once (as for a photo), the
+    same out-of-memory recovery (smaller tiles, then the CPU), and what recovery chose sticks for the next frames.
 
-    A new backend is one class with this call, and one line where the app picks its backend.
+    Frames are used as given (no max side, no alpha): the caller sizes them. One run serves a stream of frames;
+    calls are serialised (a model is shared, a plan is not).
+    """
+
+    def __init__(self, registry: Registry, spec: StyleSpec, options: RunOptions, width: int, height: int,
+                 progress: Progress | None = None) -> None:
+        self.registry, self.spec = registry, spec
+        self.device = resolve_device(options.device)
+        decision = precision_mod.resolve(options.precision or "auto", self.device)
+        self.precision: str = decision.precision
+        self.loaded = registry.get(spec, self.device, self.precision, progress=progress)
+        budget = memory.default_budget(self.device, memory.parse_bytes(options.memory_budget))
+        self.plan = memory.plan_run(height, width, self.device.type, self.precision, budget, tile=options.tile)
+        self.notices: list[Notice] = [Notice("precision", decision.notice)] if decision.notice else []
+        if self.plan.tiled:
+            self.notices.append(Notice("tiled", f"each frame ran in {self.plan.describe()}"))
+        self._lock = threading.Lock()
+
+    def __call__(self, rgb: np.ndarray, smoother: FrameSmoother | None, options: RunOptions) -> np.ndarray:
+        """One HxWx3 uint8 RGB frame -> the same size, styled, with the options' colour settings applied."""
+        frame = np.ascontiguousarray(rgb)
+        with self._lock, memory.run_scope(self.device):
+            out, self.plan, self.loaded, _ = _run_with_recovery(
+                self.registry, self.spec, self.loaded, frame, self.plan, self.device, self.precision, self.notices,
+                None, smoother, what="frames from here on")
+            ran_on = next(self.loaded.model.parameters()).device
+            if ran_on != self.device:  # the CPU fallback: later frames start there
+                self.device, self.precision = ran_on, self.loaded.key.precision
+        return imaging.match_photo(out, frame, brightness=options.keep_brightness, color=options.keep_color)
+
+    def describe(self) -> dict[str, str]:
+        """The model fields of a clip's stats: where and how the frames ran."""
+        return {"style": self.spec.id, "device": str(self.device), "precision": self.precision,
+                "plan": self.plan.describe()}
+
+
+def check_frame(frame: np.ndarray, options: RunOptions) -> None:
+    """A stream frame must be HxWx3 uint8 RGB within the pixel limit (``InvalidImageError`` says what is wrong)."""
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        what = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise imaging.InvalidImageError(f"a frame must be HxWx3 uint8 RGB, not {what}")
+    h, w = frame.shape[:2]
+    if h * w > options.max_pixels:
+        raise imaging.InvalidImageError(f"the frame is {w}x{h}; the limit is {options.max_pixels / 1e6:.0f} MP")
+
+
+class Converter(Protocol):
+    """Where conversions run: this process (:class:`LocalConverter`), Ray Serve replicas (``RayBackend``), or
+    ZeroGPU's ``spaces.GPU`` (``ZeroGPUConverter``). Photos, stream frames and clips go through the same backend.
+
+    A new backend is one class with these calls, and one line where the app picks its backend.
     """
 
     def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: TileProgress | None = None,
-                 progress: Progress | None = None) -> StylizeResult: ...
+                 progress: Progress | None = None) -> StylizeResult:
+        """A photo."""
+        ...
+
+    def frame(self, rgb: np.ndarray, options: RunOptions, smoother: FrameSmoother | None = None) -> np.ndarray:
+        """One frame of a stream (a webcam's): HxWx3 uint8 RGB in, the same size out. ``smoother``: the stream's
+        temporal state (updated in place), None for plain per-frame runs."""
+        ...
+
+    def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
+             temporal: bool = True, limits: VideoLimits | None = None, on_frame: FrameProgress | None = None,
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> VideoStats:
+        """A video file -> an MP4 at ``dest`` with its sound (see :func:`animegan.video.stylize_video`)."""
+        ...
 
     def replicas(self) -> list[dict]:
         """What each model server last reported (empty when conversions run in this process)."""
@@ -162,15 +246,71 @@ class Converter(Protocol):
 
 
 class LocalConverter:
-    """Conversions in this process, with models from ``registry`` and results in ``cache`` (if any)."""
+    """Conversions in this process, with models from ``registry`` and results in ``cache`` (if any).
+
+    It keeps the frame plans of its last :data:`FRAME_RUNS` streams (style, size and settings), so a webcam's
+    frames are planned once and an out-of-memory recovery sticks for the frames after it.
+    """
 
     def __init__(self, registry: Registry | None = None, cache: ResultCache | None = None) -> None:
         self.registry = registry or default_registry()
         self.cache = cache
+        self._runs: OrderedDict[tuple, FrameRun] = OrderedDict()
+        self._runs_lock = threading.Lock()
 
     def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: TileProgress | None = None,
                  progress: Progress | None = None) -> StylizeResult:
         return convert(source, options, registry=self.registry, on_tile=on_tile, progress=progress, cache=self.cache)
+
+    def frame(self, rgb: np.ndarray, options: RunOptions, smoother: FrameSmoother | None = None) -> np.ndarray:
+        check_frame(rgb, options)
+        h, w = rgb.shape[:2]
+        run = self._frame_run(options, w, h)
+        Deadline.of(options).check("before the frame")
+        return run(rgb, smoother, options)
+
+    def _frame_run(self, options: RunOptions, width: int, height: int) -> FrameRun:
+        spec = self.registry.style(options.style)
+        key = (spec.id, options.device, options.precision, options.memory_budget, options.tile, width, height)
+        with self._runs_lock:
+            run = self._runs.get(key)
+            if run is not None and run.spec is spec:  # (a reloaded style file makes a new spec: plan again)
+                self._runs.move_to_end(key)
+                return run
+        run = FrameRun(self.registry, spec, options, width, height)
+        with self._runs_lock:
+            self._runs[key] = run
+            while len(self._runs) > FRAME_RUNS:
+                self._runs.popitem(last=False)
+        return run
+
+    def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
+             temporal: bool = True, limits: VideoLimits | None = None, on_frame: FrameProgress | None = None,
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> VideoStats:
+        from . import clips  # PyAV: loaded by the first clip, not by photos
+
+        deadline = Deadline.of(options)
+        spec = self.registry.style(options.style)
+        runs: list[FrameRun] = []
+
+        def start(width: int, height: int) -> Callable[[np.ndarray, FrameSmoother | None], np.ndarray]:
+            runs.append(FrameRun(self.registry, spec, options, width, height))  # a clip's own plan (its OOM sticks)
+            deadline.check("after loading the style")
+            return lambda rgb, smoother: runs[0](rgb, smoother, options)
+
+        def between(where: str) -> None:
+            if check is not None:
+                check()
+            deadline.check(where)
+
+        stats = clips.run_clip(source, dest, options, start, spec=spec, check=between, temporal=temporal,
+                               limits=limits, on_frame=on_frame, momentum=momentum)
+        run = runs[0]
+        first = [n for n in run.notices if n.kind == "precision"]  # as a photo's: the precision notice leads
+        stats.notices = first + stats.notices + [n for n in run.notices if n.kind != "precision"]
+        for name, value in run.describe().items():
+            setattr(stats, name, value)
+        return stats
 
     def replicas(self) -> list[dict]:
         return []

@@ -124,3 +124,9 @@ def resolve(requested: str | None, device: torch.device) -> Decision:
     if device.type == "cuda" and decision.precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return Decision("bf16", "bf16 on this GPU is emulated (it has no bf16 tensor cores): slower than fp16")
     return decision
+
+
+def default_precision(device: torch.device) -> Precision:
+    """What ``precision="auto"`` (or none) runs on ``device``: the rule every caller shares (the engine, the
+    registry's preload, the replicas)."""
+    return resolve("auto", device).precision

@@ -2,9 +2,19 @@
 
 Each replica is a process with its own :class:`~animegan.registry.Registry` (models load once per replica),
 the same memory budget, tiling and result cache settings as the app, and a torch thread count that matches the
-CPUs Ray gives it. The app keeps its UI, queue and messages and calls :class:`RayBackend` where it would call
-:func:`~animegan.engine.stylize` (same signature). A replica that dies mid-request costs at most that request:
-the call is retried once (Serve routes it to a live replica) and Serve restarts the dead one.
+CPUs Ray gives it. The app keeps its UI, queue and messages and calls :class:`RayBackend` where it would call a
+:class:`~animegan.engine.LocalConverter`: photos, webcam frames and clips all run on the replicas.
+
+* A photo: its file bytes go, PNG bytes come back.
+* A clip: its file bytes go and the replica runs the whole pipeline (decode, model, encode, sound); the MP4's
+  bytes come back, with the progress of every frame streamed on the way. (Sending batches of decoded frames
+  instead would move raw pixels both ways and keep decoding and encoding in the app: slower, see
+  ``bench/ray_clip_bench.py``.)
+* A webcam frame: its pixels and the stream's :class:`~animegan.temporal.FrameSmoother` go, the styled pixels
+  and the updated smoother come back (the stream's state travels with it: any replica can take the next frame).
+
+A replica that dies mid-request costs at most that request: the call is retried once (Serve routes it to a live
+replica) and Serve restarts the dead one.
 
 Optional: needs ``ray[serve]`` (``pip install -r requirements-extras.txt``); the default app never imports it.
 """
@@ -13,8 +23,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import signal
+import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +45,16 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("--backend ray needs Ray Serve: pip install 'ray[serve]' "
                       "(or pip install -r requirements-extras.txt)") from exc
 
+import numpy as np
 import torch
 from PIL import Image
 
 from . import imaging, memory
-from .engine import ConversionTimeout, Deadline, LocalConverter, StylizeResult
+from .engine import ConversionTimeout, Deadline, FrameProgress, LocalConverter, StylizeResult
 from .options import RunOptions
 from .registry import Registry
 from .serving import ServeConfig, cpu_cores
+from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +63,7 @@ DEPLOYMENT_NAME = "Stylizer"
 REQUEST_TIMEOUT_S = 600.0
 REPLY_GRACE_S = 5.0  # past the deadline, the replica's own "timed out" reply may take this long to arrive
 PASSED_ENV = ("ANIMEGAN_", "HF_HUB_OFFLINE")  # environment the replicas need to resolve weights like the app
+PROGRESS_EVERY_S = 0.25  # a clip's progress is streamed back at most this often (and at its last frame)
 
 
 class ReplicaLost(RuntimeError):
@@ -72,10 +89,7 @@ class Stylizer:
     def stylize(self, photo: bytes, options: RunOptions, time_left: float | None = None) -> tuple[StylizeResult, dict]:
         # The deadline travels as seconds left: monotonic clocks of two machines are not comparable. The device
         # is the replica's own (the app may have none).
-        options = options.rebased(time_left).replace(device=self.settings["device"])
-        if self.settings.get("precision") not in (None, "auto"):  # a cluster's Serve config fixes how it computes
-            options = options.replace(precision=self.settings["precision"])
-        result = self.converter(photo, options)
+        result = self.converter(photo, self._options(options, time_left))
         if result.png is None:  # send PNG bytes, not raw pixels: smaller across machines
             result.png = imaging.encode_png(result.image)
         result.image = None  # type: ignore[assignment]  # the app decodes the PNG when it needs pixels
@@ -83,6 +97,76 @@ class Stylizer:
         with self._lock:
             self.conversions += 0 if result.stats.cached else 1
         return result, self.stats()
+
+    def _options(self, options: RunOptions, time_left: float | None) -> RunOptions:
+        """A request's options as this replica runs them: the deadline rebased, the device (and a cluster's fixed
+        precision) its own."""
+        options = options.rebased(time_left).replace(device=self.settings["device"])
+        if self.settings.get("precision") not in (None, "auto"):
+            options = options.replace(precision=self.settings["precision"])
+        return options
+
+    def frames(self, frames: list[np.ndarray], options: RunOptions, time_left: float | None,
+               smoother: FrameSmoother | None) -> tuple[list[np.ndarray], FrameSmoother | None, dict]:
+        """A batch of one stream's frames, in order, through this replica's converter (its frame plans kept);
+        the stream's smoother comes back updated."""
+        options = self._options(options, time_left)
+        out = [self.converter.frame(rgb, options, smoother) for rgb in frames]
+        with self._lock:
+            self.conversions += len(frames)
+        return out, smoother, self.stats()
+
+    def clip(self, data: bytes, options: RunOptions, time_left: float | None, temporal: bool, limits: Any,
+             momentum: float) -> Iterator[tuple]:
+        """A whole clip: its bytes in, ("frame", done, expected) while it runs, then ("done", MP4 bytes, stats,
+        replica stats). Runs in a thread of its own; a caller that stops listening (a closed stream, a
+        cancelled request) stops it at the next frame."""
+        options = self._options(options, time_left)
+        events: queue.Queue = queue.Queue()
+        stopped = threading.Event()
+        last = [0.0]
+
+        def on_frame(done: int, expected: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY_S or done >= expected:
+                last[0] = now
+                events.put(("frame", done, expected))
+
+        def check() -> None:
+            if stopped.is_set():
+                raise ConversionTimeout("stopped: the app stopped waiting for this clip")
+
+        with tempfile.TemporaryDirectory(prefix="animegan-clip-") as folder:
+            source, dest = Path(folder) / "in", Path(folder) / "out.mp4"
+            source.write_bytes(data)
+            del data
+
+            def run() -> None:
+                try:
+                    stats = self.converter.clip(source, dest, options, temporal=temporal, limits=limits,
+                                                on_frame=on_frame, check=check, momentum=momentum)
+                    events.put(("done", stats))
+                except BaseException as exc:  # noqa: BLE001 - handed to the request's thread, raised there
+                    events.put(("error", exc))
+
+            worker = threading.Thread(target=run, name="clip", daemon=True)
+            worker.start()
+            try:
+                while True:
+                    event = events.get()
+                    if event[0] == "frame":
+                        yield event
+                    elif event[0] == "error":
+                        raise event[1]
+                    else:
+                        stats = event[1]
+                        with self._lock:
+                            self.conversions += stats.frames
+                        yield ("done", dest.read_bytes(), stats, self.stats())
+                        return
+            finally:
+                stopped.set()
+                worker.join()
 
     def stats(self) -> dict[str, Any]:
         """Where this replica runs and what it holds: read by the app's /stats and the tests."""
@@ -151,18 +235,82 @@ class RayBackend:
 
     def __call__(self, source: imaging.ImageSource, options: RunOptions, on_tile: Any = None,
                  progress: Any = None) -> StylizeResult:
-        """The :class:`~animegan.engine.Converter` call. Progress callbacks, registry and cache belong to the
-        replica; the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
+        """A photo (the :class:`~animegan.engine.Converter` call). Progress callbacks, registry and cache belong to
+        the replica; the deadline goes to the replica (which stops between tiles) and bounds the wait here too."""
         photo = source if isinstance(source, bytes) else Path(str(source)).read_bytes()
+        result, info = self._remote("stylize", "photo", options, lambda portable, left: (photo, portable, left))
+        self._seen(info)
+        result.image = Image.open(io.BytesIO(result.png))  # decoded lazily, as for a cache hit
+        return result
+
+    def frame(self, rgb: np.ndarray, options: RunOptions, smoother: FrameSmoother | None = None) -> np.ndarray:
+        """One webcam frame on a replica; the stream's smoother travels with it and is updated here from the
+        replica's copy (so the next frame may go to any replica)."""
+        out, state, info = self._remote("frames", "frame", options,
+                                        lambda portable, left: ([rgb], portable, left, smoother))
+        self._seen(info)
+        if smoother is not None and state is not None:
+            smoother.adopt(state)
+        return out[0]
+
+    def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
+             temporal: bool = True, limits: Any = None, on_frame: FrameProgress | None = None,
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> Any:
+        """A whole clip on a replica: the file's bytes go, the MP4's come back (written beside ``dest``, then
+        renamed: nothing is left there unless the whole video arrived). ``on_frame`` follows the replica's frames;
+        what ``check()`` raises stops the wait and the replica's run."""
+        data = Path(source).read_bytes()
         deadline = Deadline.of(options)
         for attempt in (1, 2):
             portable, left = options.portable()
             if left is not None and left <= 0:
-                deadline.check("before a model server took the photo")
+                deadline.check("before a model server took the clip")
+            stream = self.handle.options(stream=True).clip.remote(data, portable, left, temporal, limits, momentum)
             try:
-                result, info = self.handle.stylize.remote(photo, portable, left).result(
-                    timeout_s=REQUEST_TIMEOUT_S if left is None else left + REPLY_GRACE_S)
+                for event in stream:
+                    if event[0] == "frame":
+                        if on_frame is not None:
+                            on_frame(event[1], event[2])
+                        if check is not None:
+                            check()
+                        deadline.check(f"after {event[1]} of {event[2]} frames")
+                    else:
+                        _, mp4, stats, info = event
+                        break
+                else:
+                    raise ReplicaLost("the model server ended the clip without a result; please try again")
                 break
+            except RayTaskError as exc:
+                raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
+            except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                if attempt == 2:
+                    raise ReplicaLost("the model server restarted while converting this clip; please try again") from exc
+                log.warning("replica lost mid-clip (%s); retrying once on another replica", type(exc).__name__)
+            finally:
+                stream.cancel()  # a stopped wait stops the replica's run too (a finished stream ignores it)
+        self._seen(info)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial.mp4")
+        try:
+            tmp.write_bytes(mp4)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return stats
+
+    def _remote(self, method: str, what: str, options: RunOptions,
+                args: Callable[[RunOptions, float | None], tuple]) -> Any:
+        """One request to a replica's ``method``, its deadline sent as seconds left and bounding the wait; retried
+        once when the replica dies; the engine's own errors re-raised as they are."""
+        deadline = Deadline.of(options)
+        for attempt in (1, 2):
+            portable, left = options.portable()
+            if left is not None and left <= 0:
+                deadline.check(f"before a model server took the {what}")
+            try:
+                return getattr(self.handle, method).remote(*args(portable, left)).result(
+                    timeout_s=REQUEST_TIMEOUT_S if left is None else left + REPLY_GRACE_S)
             except (GetTimeoutError, TimeoutError):
                 raise ConversionTimeout(f"stopped waiting for the model server: the limit is "
                                         f"{options.timeout_s or REQUEST_TIMEOUT_S:g} s per conversion") from None
@@ -170,12 +318,14 @@ class RayBackend:
                 raise (exc.cause if isinstance(exc.cause, BaseException) else exc) from None
             except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
                 if attempt == 2:
-                    raise ReplicaLost("the model server restarted while converting this photo; please try again") from exc
+                    raise ReplicaLost(f"the model server restarted while converting this {what}; "
+                                      "please try again") from exc
                 log.warning("replica lost mid-request (%s); retrying once on another replica", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    def _seen(self, info: dict) -> None:
         with self._lock:
             self.replicas_seen[info["replica"]] = info
-        result.image = Image.open(io.BytesIO(result.png))  # decoded lazily, as for a cache hit
-        return result
 
     def replicas(self) -> list[dict]:
         """The last stats each replica reported (pid, device, loaded styles, RSS, conversions)."""

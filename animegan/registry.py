@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from .memory import resolve_device
 from .model import Generator, LayerNorm
-from .precision import DTYPES, Precision
+from .precision import DTYPES, Precision, default_precision
 from .styles import StyleSpec, get_style, load_styles
 from .weights import LoadedWeights, WeightsError, WeightsOrigin, availability, resolve_weights
 from .weights.download import PROBE_TIMEOUT_S, Progress, probe
@@ -193,9 +194,6 @@ class Registry:
         an unknown style name raises :class:`UnknownStyleError` before anything loads (a configuration mistake).
         ``device`` and ``precision`` must be what ``stylize()`` will ask for: ``auto`` and None pick the same defaults.
         """
-        from .engine import default_precision  # the engine imports this module
-        from .memory import resolve_device
-
         specs = [self.style(s) for s in styles] if styles is not None else list(self.styles())
         dev = resolve_device(device)
         outcome: dict[str, LoadedModel | WeightsError] = {}

@@ -29,7 +29,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animegan import imaging, inference, video
+from animegan import imaging, inference, memory, video
 from animegan.options import RunOptions
 from animegan.registry import Registry
 
@@ -153,7 +153,7 @@ def pipeline(args: argparse.Namespace) -> dict:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     options = RunOptions(style="hayao", precision=args.precision)
     video.stylize_frame(frames[0], options, registry=reg)  # load and warm up both paths alike
-    loaded = reg.get(reg.style("hayao"), video.resolve_device("auto"), args.precision)
+    loaded = reg.get(reg.style("hayao"), memory.resolve_device("auto"), args.precision)
     out = {}
     for temporal in (False, True):
         model_runs, pipe_runs, inside = [], [], []
