@@ -186,3 +186,39 @@ def test_a_clip_and_a_photo_share_the_precision_rule(registry, photos, tmp_path:
     photo = conv(str(photos["railway_crossing"]), RunOptions(style="hayao", device="cpu", max_side=64))
     assert stats.precision == photo.stats.precision and stats.device == photo.stats.device == "cpu"
     assert stats.style == "hayao" and stats.frames == 4
+
+
+def test_the_pages_photos_clips_and_webcam_frames_all_run_inside_spaces_gpu(spaces: StandInSpaces,
+                                                                             forward_log: dict[str, float],
+                                                                             hayao_pt: Path, photos: dict) -> None:
+    """The app's three tabs call one converter: on ZeroGPU each of their model runs is a spaces.GPU call."""
+    import base64
+    import io
+    import shutil
+
+    from animegan import Registry
+    from animegan.serving import ServeConfig
+    from animegan.ui import build_demo, gradio_upload_folder
+
+    registry = Registry(weights={"hayao": hayao_pt}, offline=True)
+    demo = build_demo(ServeConfig(device="cpu", offline=True, precision="fp32"), registry)
+    assert isinstance(demo.animegan.converter, zerogpu.ZeroGPUConverter)
+    folder = Path(gradio_upload_folder()) / f"zerogpu-app-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    try:
+        photo = folder / "photo.jpg"
+        shutil.copyfile(photos["railway_crossing"], photo)
+        demo.animegan_photo.stylize({"path": str(photo)}, "hayao", 96, False, "whole", "keep", 0)
+        clip = write_clip(folder / "clip.mp4", moving(photos["railway_crossing"], 64, 48, 6))
+        demo.animegan_video.stylize_video({"path": str(clip)}, "hayao", 64, True, "whole", 0)
+        buf = io.BytesIO()
+        Image.fromarray(moving(photos["railway_crossing"], 64, 48, 1)[0]).save(buf, "JPEG")
+        frame = {"url": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()}
+        out, _, session = demo.animegan_webcam.mirror(frame, "hayao", True, None)
+        assert out is not None and session is not None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    ran = [name for name, _ in spaces.calls]
+    assert ran == ["_photo_on_gpu", "_clip_on_gpu", "_frame_on_gpu"], ran
+    assert all(seconds > 0 for _, seconds in spaces.calls)
+    assert forward_log["outside"] == 0 and forward_log["inside"] > 0, forward_log

@@ -108,8 +108,7 @@ class PhotoTab:
                 progress(0.1, desc=f"Stylizing ({spec.name})")
                 # On ZeroGPU the run happens in another process: callbacks cannot follow it (the deadline can).
                 on_tile = None if ZERO_GPU else _tile_progress(progress, watch.check)
-                portable, time_left = options.portable()
-                result, gpus = app.run_model(source, portable, time_left, on_bytes, on_tile)
+                result = app.converter(source, options, on_tile, on_bytes)
                 watch.check()
                 progress(0.95, desc="Encoding PNG")
                 path = app.save_photo(result.image, imaging.result_name(name, spec.id), result.png)
@@ -122,7 +121,7 @@ class PhotoTab:
                 if isinstance(exc, InvalidImageError):  # unusable whatever the settings: nothing of it stays on disk
                     app.discard_refused(image)
                 raise texts.user_error(exc, spec, side, app.page_text) from exc
-            app.last_run = LastRun(result.stats, time.time(), gpus)
+            app.last_run = LastRun(result.stats, time.time())
             return str(path), texts.notice(result.stats, spec.name), result.stats, before
 
     def _photo(self, image: Any) -> tuple[bytes, str]:

@@ -2,13 +2,12 @@
 
 It holds what every tab uses (the registry, where conversions run, the upload gate, the gauge, the last run, result
 folders, the style choices) and nothing that belongs to one tab. Every piece of state lives on this object, which
-lives on its demo: two demos in one process share nothing. The one function that runs the model for the page is
-:meth:`StylizeApp.run_model`, wrapped in ``spaces.GPU`` on Hugging Face ZeroGPU (here, and nowhere else).
+lives on its demo: two demos in one process share nothing. Every tab runs the model through ``converter`` (photos,
+clips and webcam frames alike), which :func:`animegan.zerogpu.wrap` puts inside ``spaces.GPU`` on a ZeroGPU Space.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import threading
 import time
@@ -22,8 +21,8 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from .. import gradio_internals, imaging, memory, temp_files
-from ..engine import Converter, LocalConverter, StylizeResult
+from .. import gradio_internals, imaging, memory, temp_files, zerogpu
+from ..engine import Converter, LocalConverter
 from ..options import RunOptions
 from ..registry import Registry
 from ..request_guard import Listeners
@@ -34,16 +33,11 @@ from ..upload_gate import PhotoRefused, UploadGate
 from . import texts
 from .watch import ClientWatch, StopWatch
 
-try:  # Hugging Face ZeroGPU: the GPU exists only inside functions decorated with spaces.GPU
-    import spaces  # type: ignore[import-not-found]
-except ImportError:
-    spaces = None
-
 CONVERT_GROUP = "convert"       # concurrency id of every event that runs the model (photos and videos)
 AVAILABILITY_TTL_S = 10.0
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data (animegan/examples/LICENSE.md)
 KEEP_RESULTS = 64               # result PNGs kept on disk (Gradio copies each into its own cache first)
-ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "true"}
+ZERO_GPU = zerogpu.on_zero_gpu()  # the model runs in a forked GPU worker: progress callbacks cannot follow it
 
 
 def gradio_upload_folder() -> str:
@@ -90,7 +84,6 @@ class ConversionGauge:
 class LastRun:
     stats: Any  # RunStats of a photo, or video.VideoStats (the memory panel shows either)
     finished: float
-    gpus: list[memory.GpuReading] | None = None  # NVML readings taken inside the GPU function (ZeroGPU)
 
 
 class ResultFolders:
@@ -145,21 +138,12 @@ class StylizeApp:
         # Results by photo content + style + settings (a repeat or an example skips the model), and where
         # conversions run: both chosen by app.py (a Ray backend holds its cache in its replicas).
         self.cache = cache
-        self.converter: Converter = converter or LocalConverter(registry, cache)
+        # On a ZeroGPU Space each of its calls runs inside spaces.GPU, with a duration for its input (zerogpu.py).
+        self.converter: Converter = zerogpu.wrap(converter or LocalConverter(registry, cache))
         self.metrics: Any = metrics  # animegan.metrics.Metrics with --metrics (imported only then)
         # Settings that are the same for every request, built once; each request adds its own.
         self.options = RunOptions(device=config.device, precision=config.precision, max_pixels=config.max_pixels,
                                   memory_budget=config.memory_budget, tile=config.tile)
-        # ZeroGPU: spaces.GPU runs the function in a forked worker (the function and this app are inherited, the
-        # arguments are pickled), so the arguments are plain values and the deadline crosses as seconds left.
-        self.run_model = spaces.GPU(duration=120)(self._run_model) if spaces is not None else self._run_model
-
-    def _run_model(self, source: imaging.ImageSource, options: RunOptions, time_left: float | None,
-                   on_bytes=None, on_tile=None) -> tuple[StylizeResult, list[memory.GpuReading] | None]:
-        """The one function of the page that touches the model (and the GPU)."""
-        result = self.converter(source, options.rebased(time_left), on_tile, on_bytes)
-        gpus = memory.gpu_readings()[0] if ZERO_GPU else None  # NVML is only meaningful inside the GPU function there
-        return result, gpus
 
     # -- styles ---------------------------------------------------------------------------------
     def styles(self) -> tuple[StyleSpec, ...]:

@@ -278,10 +278,9 @@ def memory_markdown(registry: Registry, gauge: dict[str, int], workers: int, las
     ``last_run``: the app's ``LastRun`` or None; ``zero_gpu``: GPU readings come from inside the GPU function."""
     report = memory.memory_report()
     lines = [f"**Memory** (at {time.strftime('%H:%M:%S')})"]
-    gpus = report.gpus
-    if zero_gpu:
-        gpus = last_run.gpus if last_run and last_run.gpus else []
-        lines.append("- ZeroGPU: GPU readings are taken inside the GPU function, during the last run")
+    gpus = [] if zero_gpu else report.gpus
+    if zero_gpu:  # this process holds no GPU between runs: the last run's own peak (below) is the reading there
+        lines.append("- ZeroGPU: a GPU is attached only while a conversion runs; see the last run's peak below")
     if gpus:
         for g in gpus:
             mine = f", this process {memory.fmt_bytes(g.process_used)}" if g.process_used is not None else ""

@@ -99,9 +99,8 @@ class VideoTab:
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 folder.mkdir(parents=True)
                 dest = folder / imaging.result_name(name, spec.id, "mp4")
-                stats = video.stylize_video(source, dest, options, temporal=smooth, limits=self.limits,
-                                            registry=app.registry, on_frame=_frame_progress(progress, info),
-                                            check=watch.check)
+                stats = app.converter.clip(source, dest, options, temporal=smooth, limits=self.limits,
+                                           on_frame=_frame_progress(progress, info), check=watch.check)
                 watch.check()
             except BaseException as exc:
                 shutil.rmtree(folder, ignore_errors=True)  # a stopped or failed run leaves nothing behind

@@ -63,7 +63,7 @@ class WebcamTab:
         try:
             photo = imaging.load_photo(data, max_side=self.config.webcam_side, max_pixels=self.config.max_pixels)
             options = self.app.options.replace(style=spec.id, max_side=self.config.webcam_side, keep_color=strength)
-            out = video.stylize_frame(photo.rgb, options, session.smoother, registry=self.app.registry)
+            out = self.app.converter.frame(photo.rgb, options, session.smoother)
         except InvalidImageError as exc:
             self.count_frame("unusable_frame")
             raise gr.Error(f"This webcam frame can't be used: {str(exc).rstrip('.')}.", title="Unusable frame",
