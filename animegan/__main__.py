@@ -73,8 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"({', '.join(s.id for s in load_styles() if not s.is_portrait)})")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--max-pixels", type=int, default=imaging.DEFAULT_MAX_PIXELS, help="refuse images above this many pixels")
-    p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default: free VRAM minus a margin, "
-                   "or 2 GiB of RAM); larger photos run in tiles with whole-image statistics")
+    p.add_argument("--memory-budget", help="memory one photo may use, e.g. 2G (default, for this one command: free "
+                   "VRAM minus a margin, or half the available RAM); larger photos run layer by layer in tiles, "
+                   "as exact as a whole run")
     p.add_argument("--tile", type=int, default=None, help="0: never tile; N: always N px tiles (default: from the budget)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors (no progress, no line per written file)")
     args = p.parse_args(argv)

@@ -107,8 +107,8 @@ def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str
         if on_tile:
             on_tile(1, 1)
         return out
-    return inference.run_tiled(loaded.model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side,
-                               precision=precision, on_tile=on_tile)
+    return inference.run_tiled(loaded.model, rgb, tile=plan.tile, precision=precision, on_tile=on_tile,
+                               map_ram=plan.map_ram)
 
 
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
@@ -296,7 +296,7 @@ def _checking(on_tile: TileProgress | None, deadline: Deadline) -> TileProgress 
 
 def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: torch.device, keep: bool) -> str:
     """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan."""
-    run = ["tiles", plan.tile, plan.halo, plan.stats_side, plan.passes] if plan.tiled else ["whole"]
+    run = ["layers", plan.tile] if plan.tiled else ["whole"]
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
                       settings={"keep_brightness": keep, "device": dev.type, "precision": loaded.key.precision,
                                 "run": run})

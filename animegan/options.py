@@ -43,7 +43,7 @@ class RunOptions:
     max_side: int | None = None           # None: the style's recommended size; 0: native size
     keep_brightness: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
-    memory_budget: int | str | None = None  # bytes or "2G"; None: free VRAM minus a margin, or 2 GiB of RAM
+    memory_budget: int | str | None = None  # bytes or "2G"; None: memory.default_budget (one user)
     tile: int | None = None               # None: from the budget; 0: whole image; N: N px tiles
     deadline: float | None = None         # time.monotonic() the run must not pass; None: no limit
     timeout_s: float | None = None        # the limit the deadline came from, for messages

@@ -296,20 +296,6 @@ class FrameSmoother:
         with self._lock:
             return NormStats(mode="smooth", values=self._running(rgb, key), momentum=self.momentum)
 
-    def smoothed(self, rgb: np.ndarray, measured: NormStats, key: tuple = ()) -> NormStats:
-        """A tiled frame's measured whole-frame statistics blended into the running average, to replay.
-
-        (Approximate where the one-pass blend is exact: each layer was measured under unsmoothed earlier layers.)
-        """
-        with self._lock:
-            running = self._running(rgb, key)
-            values = [(m.float(), v.float()) for m, v in measured.values]
-            if len(running) == len(values):
-                a = self.momentum
-                values = [(m0 * a + m * (1 - a), v0 * a + v * (1 - a)) for (m0, v0), (m, v) in zip(running, values)]
-            running[:] = values
-            return NormStats(mode="replay", values=list(values))
-
     def _running(self, rgb: np.ndarray, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
         thumb = thumbnail(rgb)
         key = (rgb.shape, *key)
@@ -345,14 +331,11 @@ class _FrameRunner:
         while True:
             try:
                 with memory.run_scope(self.device):
+                    stats = smoother.norm_stats(rgb, (self.loaded.spec.id,)) if smoother else None
                     if not self.plan.tiled:
-                        stats = smoother.norm_stats(rgb, (self.loaded.spec.id,)) if smoother else None
                         return inference.run_whole(self.loaded.model, rgb, self.precision, stats)
-                    key = (self.loaded.spec.id, "tiles")
-                    adjust = (lambda measured, key=key: smoother.smoothed(rgb, measured, key)) if smoother else None
-                    return inference.run_tiled(self.loaded.model, rgb, tile=self.plan.tile, halo=self.plan.halo,
-                                               stats_side=self.plan.stats_side, precision=self.precision,
-                                               adjust=adjust)
+                    return inference.run_tiled(self.loaded.model, rgb, tile=self.plan.tile, precision=self.precision,
+                                               stats=stats, map_ram=self.plan.map_ram)
             except Exception as exc:
                 if not memory.is_out_of_memory(exc):
                     raise
