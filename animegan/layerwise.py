@@ -224,13 +224,19 @@ class Tile:
 
 
 def tiles(height: int, width: int, area: int) -> list[Tile]:
-    """Tiles of about ``area`` px covering a map: full-width bands when a band of 8 rows fits, else squares."""
+    """Tiles of about ``area`` px covering a map: full-width (or full-height) bands when a band 8 px thick fits,
+    else squares."""
     area = max(64, area)
     if width * 8 <= area:
         rows = max(8, area // width)
         n = math.ceil(height / rows)
         step = math.ceil(height / n)
         return [Tile((r, min(height, r + step)), (0, width)) for r in range(0, height, step)]
+    if height * 8 <= area:  # a thin map: full-height column bands (small squares would cost a call each)
+        cols = max(8, area // height)
+        n = math.ceil(width / cols)
+        step = math.ceil(width / n)
+        return [Tile((0, height), (c, min(width, c + step))) for c in range(0, width, step)]
     side = max(8, math.isqrt(area))
     ny, nx = math.ceil(height / side), math.ceil(width / side)
     sy, sx = math.ceil(height / ny), math.ceil(width / nx)
