@@ -364,7 +364,7 @@ class RunPlan:
         maps = ("feature maps in RAM" if not self.disk else
                 f"feature maps in RAM up to {fmt_bytes(self.map_ram)}, the rest (<= {fmt_bytes(self.disk)}) "
                 "in temporary files")
-        return (f"layer by layer in tiles of {self.tile} px: the whole photo's exact statistics in one pass, "
+        return (f"tiles of {self.tile} px, layer by layer: the whole photo's exact statistics in one pass, "
                 f"{maps} (~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)")
 
 
