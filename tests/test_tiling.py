@@ -301,7 +301,7 @@ def test_cuda_oom_falls_back_to_cpu(registry, photos, monkeypatch):
     rgb = np.asarray(Image.open(photos["cars_bridge_forest"]).convert("RGB").resize((256, 136)))
     plan = memory.plan_run(136, 256, "cuda", "fp16", 1 << 30)
     notices: list[str] = []
-    out, final, loaded, recoveries = engine._run_with_recovery(
+    out, _final, loaded, recoveries = engine._run_with_recovery(
         registry, cpu_model.spec, cpu_model, rgb, plan, torch.device("cuda"), "fp16", notices, None)
     assert out.shape == (136, 256, 3)
     assert loaded.key.device == "cpu" and recoveries >= 2
