@@ -113,16 +113,16 @@ def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str
              on_tile: TileProgress | None, smoother: FrameSmoother | None = None) -> np.ndarray:
     if smoother is not None:
         smoother.place(next(loaded.model.parameters()).device)
+    # Whole or in tiles, a frame smooths into the same running statistics: tiles run layer by layer over the whole
+    # frame, so each norm sees the whole frame's moments exactly as a whole run does.
+    stats = smoother.norm_stats(rgb, (loaded.spec.id,)) if smoother else None
     if not plan.tiled:
-        stats = smoother.norm_stats(rgb, (loaded.spec.id,)) if smoother else None
         out = inference.run_whole(loaded.model, rgb, precision, stats)
         if on_tile:
             on_tile(1, 1)
         return out
-    key = (loaded.spec.id, "tiles")
-    adjust = (lambda measured: smoother.smoothed(rgb, measured, key)) if smoother else None
-    return inference.run_tiled(loaded.model, rgb, tile=plan.tile, halo=plan.halo, stats_side=plan.stats_side,
-                               precision=precision, on_tile=on_tile, adjust=adjust)
+    return inference.run_tiled(loaded.model, rgb, tile=plan.tile, precision=precision, on_tile=on_tile,
+                               stats=stats, map_ram=plan.map_ram)
 
 
 def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan,
@@ -139,7 +139,7 @@ def _run_with_recovery(registry: Registry, spec: StyleSpec, loaded: LoadedModel,
     while True:
         try:
             return _execute(loaded, rgb, plan, precision, on_tile, smoother), plan, loaded, recoveries
-        except Exception as exc:  # noqa: BLE001 - only memory errors are handled; the rest re-raise
+        except Exception as exc:
             if not memory.is_out_of_memory(exc):
                 raise
             del exc  # drop the traceback: it pins the failed run's tensors
@@ -441,7 +441,7 @@ def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: to
                options: RunOptions) -> str:
     """Everything that changes the output pixels: the photo as decoded, weights, device type, precision, plan,
     the post-steps."""
-    run = ["tiles", plan.tile, plan.halo, plan.stats_side, plan.passes] if plan.tiled else ["whole"]
+    run = ["layers", plan.tile] if plan.tiled else ["whole"]
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
                       settings={"keep_brightness": options.keep_brightness, "device": dev.type,
                                 "precision": loaded.key.precision, "run": run, **_color_setting(options)})

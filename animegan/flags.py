@@ -104,8 +104,9 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("max_file_size", "ANIMEGAN_MAX_FILE_SIZE", "largest upload accepted (default 25mb)"),
     Flag("torch_threads", "ANIMEGAN_TORCH_THREADS", "torch threads per conversion on CPU (default: cores / concurrency)",
          int),
-    Flag("memory_budget", "ANIMEGAN_MEMORY_BUDGET", "memory one conversion may use, e.g. 2G (default: free VRAM minus "
-         "a margin on a GPU, 2 GiB of RAM on CPU); larger photos run in tiles"),
+    Flag("memory_budget", "ANIMEGAN_MEMORY_BUDGET", "memory one conversion may use, e.g. 2G (default, per conversion: "
+         "free VRAM minus a margin on a GPU; on the CPU 2 GiB, or half the available RAM divided by --concurrency "
+         "if less); larger photos run layer by layer in tiles, as exact as a whole run"),
     Flag("tile", "ANIMEGAN_TILE", "0: never tile; N: always use N px tiles (default: decided by the budget)", int),
     Flag("max_pixels", "ANIMEGAN_MAX_PIXELS", "refuse images above this many pixels, read from the file header before "
          "decoding (default 50000000)", int),
@@ -181,7 +182,10 @@ CLI_FLAGS: dict[str, Flag] = _flags(
          "style ({scenes})", metavar="keep|STYLE", default="keep"),
     replace(FLAGS["offline"], default=False),
     replace(FLAGS["max_pixels"]),   # None: the CLI applies imaging.DEFAULT_MAX_PIXELS, as the app does
-    replace(FLAGS["memory_budget"]),
+    # one user: the CLI's default budget is the machine's (the app's is a share per conversion)
+    replace(FLAGS["memory_budget"], help="memory one photo may use, e.g. 2G (default, for this one command: free VRAM "
+            "minus a margin on a GPU, or half the available RAM); larger photos run layer by layer in tiles, as exact "
+            "as a whole run"),
     replace(FLAGS["tile"]),
     Flag("quiet", "", "print only errors (no progress, no line per written file)", kind="switch", default=False,
          aliases=("-q",)),

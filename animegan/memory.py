@@ -6,17 +6,21 @@ NVIDIA driver every reading here degrades to a plain statement of that fact.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import psutil
 import torch
 
-from . import flags
-from .inference import padding_for, tile_grid, tiled_passes
+from . import flags, layerwise
+from .inference import padding_for
+from .model import Generator
 
 
 class DeviceError(RuntimeError):
@@ -77,7 +81,7 @@ class PeakRSS:
     def added(self) -> int:
         return max(0, self.peak - self.start)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> Self:
         self.peak = self.start = self.current()
         if not self._kernel:
             self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -159,7 +163,7 @@ def _nvml():
                 _nvml_state.update(ok=True, module=pynvml)
             except ImportError:
                 _nvml_state["why"] = "nvidia-ml-py is not installed"
-            except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            except pynvml.NVMLError as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
                 _nvml_state["why"] = f"no NVIDIA driver ({exc})"
         return _nvml_state.get("module") if _nvml_state["ok"] else None
 
@@ -181,14 +185,14 @@ def gpu_readings() -> tuple[list[GpuReading], str]:
                 for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
                     if proc.pid == pid and proc.usedGpuMemory is not None:
                         mine = int(proc.usedGpuMemory)
-            except Exception:
+            except nvml.NVMLError:  # not supported on every GPU or driver: the reading goes without it
                 mine = None
             try:
                 util = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except Exception:
+            except nvml.NVMLError:
                 util = None
             readings.append(GpuReading(i, name, int(mem.used), int(mem.total), mine, util))
-    except Exception as exc:
+    except nvml.NVMLError as exc:
         return readings, f"NVML reading failed ({exc})"
     return readings, "ok"
 
@@ -212,7 +216,7 @@ def fmt_seconds(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def fmt_bytes(n: int | float | None) -> str:
+def fmt_bytes(n: float | None) -> str:
     if n is None:
         return "n/a"
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -235,12 +239,11 @@ BYTES_PER_PIXEL = {("cpu", "fp32"): 1500, ("cpu", "bf16"): 900, ("cpu", "fp16"):
                    ("cuda", "fp32"): 1500, ("cuda", "fp16"): 900, ("cuda", "bf16"): 900}
 TUNED_CPU_BYTES_PER_PIXEL = {"fp32": 2400, "bf16": 1050, "fp16": 2400}
 FIXED_BYTES = 64 << 20
-ACCUMULATOR_BYTES_PER_PIXEL = 16  # tiled runs keep the padded input (3 B/px) and a float32 RGB output (12 B/px)
+PHOTO_BYTES_PER_PIXEL = 6  # a layer-by-layer run keeps the padded input and the uint8 output whole
 DEFAULT_CPU_BUDGET = 2 << 30
 CUDA_MARGIN = 512 << 20
 MIN_TILE = 128
-DEFAULT_HALO = 64  # context around each tile; the generator reaches 54 px (model.NORM_REACH); tiles match a whole run to ~80 dB
-TALLY_BYTES = 2 * 8 * (1 << 19)  # float64 chunks of a statistics pass (model.TALLY_CHUNK_ELEMENTS, copy + result)
+BORDER = 8  # px a whole run's reflect pads add around the photo, in full-resolution terms (see run_pixels)
 
 
 def parse_bytes(text: str | int | None) -> int | None:
@@ -261,14 +264,23 @@ def parse_bytes(text: str | int | None) -> int | None:
 
 
 def default_budget(device: torch.device, requested: int | None = None) -> int:
-    """Bytes one run may use for activations: free VRAM minus a margin on CUDA, a RAM budget on CPU."""
+    """Bytes one run may use, sized for one user (the library and the CLI): free VRAM minus a margin on CUDA,
+    half the available RAM on the CPU; ``requested`` caps it (on CUDA) or replaces it (on the CPU)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         budget = max(0, free - CUDA_MARGIN)
         return min(budget, requested) if requested else budget
     if requested:
         return requested
-    return min(DEFAULT_CPU_BUDGET, available_ram() // 2)
+    return available_ram() // 2
+
+
+def shared_budget(device_type: str, workers: int) -> int | None:
+    """The app's budget for one conversion when none is set: on the CPU, 2 GiB or half the available RAM shared by
+    the conversions that run at once, whichever is less; on CUDA None (each run takes what VRAM is free then)."""
+    if device_type == "cuda":
+        return None
+    return min(DEFAULT_CPU_BUDGET, available_ram() // 2 // max(1, workers))
 
 
 def bytes_per_pixel(device_type: str, precision: str) -> int:
@@ -278,24 +290,56 @@ def bytes_per_pixel(device_type: str, precision: str) -> int:
     return BYTES_PER_PIXEL[(device_type, precision)]
 
 
+def run_pixels(height: int, width: int) -> int:
+    """Pixels a whole run really computes for an ``height`` x ``width`` photo: its padded size, plus the border its
+    reflect pads add at every resolution (3 px at full, 1 px at 1/4 resolution = 4 full-resolution px, ...).
+
+    Negligible for ordinary photos; for thin ones it is most of the cost: a 1x119304 photo runs as 8x119304,
+    and its maps are mostly padding (bench/memory_bench.py thin).
+    """
+    ph, pw = padding_for(height, width)
+    return (height + ph + 2 * BORDER) * (width + pw + 2 * BORDER)
+
+
 def estimate_bytes(pixels: int, device_type: str, precision: str) -> int:
+    """Peak bytes of a whole run over ``pixels`` (as :func:`run_pixels` counts them)."""
     return FIXED_BYTES + bytes_per_pixel(device_type, precision) * pixels
+
+
+def activation_itemsize(device_type: str, precision: str) -> int:
+    """Bytes per value of the feature maps a layer-by-layer run keeps (the model's dtype on the CPU)."""
+    if device_type == "cpu":
+        return 2 if precision in ("bf16", "fp16") else 4
+    return 2 if precision in ("bf16", "fp16") else 4
+
+
+@functools.cache
+def _skeleton(flavour: str = "tf1") -> Generator:
+    """The generator's layers without weights (meta device): what map sizes are read from."""
+    with torch.device("meta"):
+        return Generator(flavour)
+
+
+def map_bytes(height: int, width: int, device_type: str, precision: str) -> int:
+    """The most bytes of feature maps a layer-by-layer run of this (unpadded) photo keeps at once."""
+    ph, pw = padding_for(height, width)
+    return layerwise.map_sizes(_skeleton(), height + ph, width + pw,
+                               activation_itemsize(device_type, precision)).peak_bytes
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """How one photo is run: whole, or in tiles sharing the whole photo's layer-norm statistics.
+    """How one photo is run: whole, or layer by layer in tiles (animegan.layerwise), exact either way.
 
-    Those statistics come from one whole-image run at ``stats_side`` when that covers the photo, else
-    from the tiles themselves, one layer norm per pass (``passes`` - 1 of them, then one for the pixels).
+    A tiled run keeps each layer's whole feature map between layers: up to ``map_ram`` bytes in RAM, the
+    rest (at most ``disk`` bytes) in temporary files removed after the run.
     """
 
-    tile: int           # core tile side in px; 0 = whole image in one pass
-    halo: int
-    stats_side: int     # longest side a whole statistics run fits; >= the photo's side means one recorded run
+    tile: int           # tile side in px (full resolution); 0 = whole image in one pass
     budget: int
-    estimate: int       # predicted peak activation bytes of the plan
-    passes: int = 1     # runs over all tiles: 1, or one per layer norm + 1 when statistics come from the tiles
+    estimate: int       # predicted peak bytes of the plan
+    map_ram: int = 0    # bytes of feature maps kept in RAM (tiled runs)
+    disk: int = 0       # most bytes of temporary files (tiled runs)
 
     @property
     def tiled(self) -> bool:
@@ -309,59 +353,49 @@ class RunPlan:
             tile = max(MIN_TILE, self.tile // 2)
         else:
             return None
-        stats_side = max(MIN_TILE, int(self.stats_side / 1.5) // 4 * 4)
-        passes = tiled_passes(stats_side < max(height, width))
-        return RunPlan(tile, self.halo or DEFAULT_HALO, stats_side, self.budget, self.estimate // 2, passes)
+        peak = self.disk + self.map_ram if self.tiled else 0
+        map_ram = self.map_ram // 2 if self.tiled else 0
+        return RunPlan(tile, self.budget, self.estimate // 2, map_ram, max(0, peak - map_ram) if peak else 0)
 
     def tile_count(self, height: int, width: int) -> int:
-        """Tiles in one pass over a photo of this size (0: whole image), on the padded grid the run uses."""
+        """Tiles of the last layer (the output pixels) of a tiled run; 0: whole image."""
         if not self.tiled:
             return 0
         ph, pw = padding_for(height, width)
-        return len(tile_grid(height + ph, width + pw, self.tile, self.halo))
+        return len(layerwise.tiles(height + ph, width + pw, self.tile * self.tile))
 
     def describe(self) -> str:
         if not self.tiled:
             return f"whole image (~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)"
-        source = (f"statistics from a {self.stats_side} px run" if self.passes == 1 else
-                  f"statistics measured over the tiles layer by layer ({self.passes} passes)")
-        return (f"tiles of {self.tile} px (+{self.halo} px context), {source} "
-                f"(~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)")
-
-
-def _largest_side(budget: int, aspect: float, device_type: str, precision: str) -> int:
-    """Longest side (multiple of 4) of a photo of this aspect whose whole run fits ``budget``."""
-    per_px = bytes_per_pixel(device_type, precision)
-    pixels = max(0, budget - FIXED_BYTES) / per_px
-    side = int((pixels / aspect) ** 0.5) if aspect else 0  # aspect = short / long
-    return side // 4 * 4
+        maps = ("feature maps in RAM" if not self.disk else
+                f"feature maps in RAM up to {fmt_bytes(self.map_ram)}, the rest (<= {fmt_bytes(self.disk)}) "
+                "in temporary files")
+        return (f"tiles of {self.tile} px, layer by layer: the whole photo's exact statistics in one pass, "
+                f"{maps} (~{fmt_bytes(self.estimate)} of a {fmt_bytes(self.budget)} budget)")
 
 
 def plan_run(height: int, width: int, device_type: str, precision: str, budget: int,
-             tile: int | None = None, halo: int = DEFAULT_HALO) -> RunPlan:
-    """Whole image when it fits the budget (or ``tile`` == 0 is forced), else the largest tiles that fit.
+             tile: int | None = None) -> RunPlan:
+    """Whole image when it fits the budget (or ``tile`` == 0 is forced), else layer by layer in the largest tiles
+    that fit half of what is left, the feature maps in the other half (and on disk beyond it).
 
     ``tile`` > 0 forces tiles of that size (for tests, benchmarks and OOM retries).
     """
-    pixels = height * width
-    longest, aspect = max(height, width), min(height, width) / max(height, width)
-    whole = estimate_bytes(pixels, device_type, precision)
+    whole = estimate_bytes(run_pixels(height, width), device_type, precision)
     if tile == 0 or (tile is None and whole <= budget):
-        return RunPlan(0, 0, longest, budget, whole)
+        return RunPlan(0, budget, whole)
+    ph, pw = padding_for(height, width)
     per_px = bytes_per_pixel(device_type, precision)
-    room = budget - ACCUMULATOR_BYTES_PER_PIXEL * pixels - FIXED_BYTES - TALLY_BYTES
+    base = FIXED_BYTES + PHOTO_BYTES_PER_PIXEL * (height + ph) * (width + pw)
+    room = max(0, budget - base)
     if tile is None:
-        side = int(max(0, room) / per_px) ** 0.5 if room > 0 else 0
-        tile = max(MIN_TILE, int(side) - 2 * halo) // 4 * 4
+        side = math.isqrt(room // 2 // per_px) - 2 * BORDER
+        tile = max(MIN_TILE, side // 4 * 4)
     tile = max(4, tile // 4 * 4)
-    stats_side = max(MIN_TILE, min(longest, _largest_side(budget, aspect, device_type, precision)))
-    tile_est = FIXED_BYTES + per_px * (min(tile, height) + 2 * halo) * (min(tile, width) + 2 * halo)
-    if stats_side >= longest:  # one recorded whole run, then one pass over the tiles
-        stats_est = estimate_bytes(int(stats_side * stats_side * aspect), device_type, precision)
-        return RunPlan(tile, halo, stats_side, budget, max(tile_est + ACCUMULATOR_BYTES_PER_PIXEL * pixels, stats_est))
-    # statistics measured over the tiles: the same tiles, one pass after another, plus the float64 chunks
-    estimate = tile_est + TALLY_BYTES + ACCUMULATOR_BYTES_PER_PIXEL * pixels
-    return RunPlan(tile, halo, stats_side, budget, estimate, passes=tiled_passes(True))
+    work = per_px * (tile + 2 * BORDER) ** 2
+    peak_maps = map_bytes(height, width, device_type, precision)
+    map_ram = min(peak_maps, max(0, budget - base - work))
+    return RunPlan(tile, budget, base + work + map_ram, map_ram, peak_maps - map_ram)
 
 
 _OOM_TEXTS = ("can't allocate memory", "out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")

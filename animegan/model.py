@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LN_EPS = 1e-12     # the tf1 flavour's (and the floor of extrapolated variances)
+LN_EPS = 1e-12     # the tf1 flavour's
 LRELU_SLOPE = 0.2
 SIZE_MULTIPLE = 4  # two stride-2 convs then two x2 upsamples: multiples of 4 keep their size (tf1)
 ResizeMode = Literal["tf1", "align_corners"]
@@ -64,97 +64,26 @@ class NormStats:
     mode: Literal["off", "record", "replay", "smooth"] = "off"
     values: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     cursor: int = 0
-    tally: CoreTally | None = None  # replay only: also add each norm's input over ``region`` to this tally
-    region: tuple[int, int, int, int] = (0, 0, 0, 0)  # rows r0:r1, cols c0:c1 of the call's input that count
-    input_size: tuple[int, int] = (0, 0)  # the call's input (H, W): a norm at 1/s resolution counts region / s
     momentum: float = 0.0  # smooth only: weight of the running average against this frame's own statistics
 
     def replaying(self) -> NormStats:
         return NormStats(mode="replay", values=self.values)
 
-    @staticmethod
-    def extrapolated(near: NormStats, near_side: float, far: NormStats, far_side: float, side: float) -> NormStats:
-        """Statistics at ``side`` from two recordings at smaller sides, linear in 1/side per layer.
-
-        Layer statistics drift smoothly with the scale the photo is seen at; two downscaled runs
-        predict the full-size statistics far better than either alone (``bench/memory_bench.py tiles``).
-        """
-        f = (1 / side - 1 / near_side) / (1 / far_side - 1 / near_side)
-        values = [(mn + (mf - mn) * f, (vn + (vf - vn) * f).clamp_min(LN_EPS))
-                  for (mn, vn), (mf, vf) in zip(near.values, far.values)]
-        return NormStats(mode="replay", values=values)
-
-
-TALLY_CHUNK_ELEMENTS = 1 << 19  # float64 temporaries of the tally stay at 4 MiB whatever the tile size
-NORM_LAYERS = 24  # layer norms in the generator, in the order a forward pass meets them
-# How far (input px) a change at a tile's edge can reach inward by each norm's input: each k x k conv adds
-# k // 2 times its stride product, a stride-2 conv 2x, an upsample one source pixel. A tile whose halo is at
-# least this wide has exact core values at that norm (checked in tests/test_tiling.py).
-NORM_REACH = (3, 5, 7, 11, 15, 19, 19, 23, 23, 23, 27, 27, 27, 31, 31, 31, 35, 35, 39, 45, 47, 50, 51, 54)
-
-
-class TallyDone(Exception):
-    """Raised by the layer norm a :class:`CoreTally` counts last: nothing after it is needed, so stop there."""
-
-
-class CoreTally:
-    """Float64 sums of layer-norm inputs over the tiles' core regions, added up across a pass over the tiles.
-
-    Each tile counts only its core (not the halo it reads for context); the cores partition the padded
-    photo, so the totals are those of the whole feature map at every resolution (a norm at 1/2 or 1/4
-    resolution counts the core scaled by the same factor, exact since tiles are aligned to 4 px).
-    ``only``: count that one layer and stop the forward pass right after it (:class:`TallyDone`);
-    None counts every layer. Sums are of ``x - shift`` (the first chunk's mean), so the variance is not a
-    difference of two huge numbers.
-    """
-
-    def __init__(self, layers: int, only: int | None = None) -> None:
-        self.only = only
-        self.count = [0] * layers
-        self.shift: list[Tensor | None] = [None] * layers
-        self.sums: list[Tensor | None] = [None] * layers     # float64, per sample
-        self.squares: list[Tensor | None] = [None] * layers
-
-    def wants(self, layer: int) -> bool:
-        return self.only is None or self.only == layer
-
-    def add(self, layer: int, x: Tensor, region: tuple[int, int, int, int], input_size: tuple[int, int]) -> None:
-        (big_h, big_w), (h, w) = input_size, x.shape[-2:]
-        sy, sx = big_h // h, big_w // w
-        r0, r1, c0, c1 = region
-        if sy * h != big_h or sx * w != big_w or r0 % sy or r1 % sy or c0 % sx or c1 % sx:
-            raise ValueError(f"core {region} of a {input_size} input does not map onto a {h}x{w} feature map")
-        core = x[..., r0 // sy:r1 // sy, c0 // sx:c1 // sx]
-        n, c, ch, cw = core.shape
-        rows = max(1, TALLY_CHUNK_ELEMENTS // max(1, n * c * cw))
-        for r in range(0, ch, rows):
-            d = core[..., r:r + rows, :].to(torch.float64)  # any activation dtype: fp32, fp16, bf16
-            if self.shift[layer] is None:
-                self.shift[layer] = d.mean(dim=(1, 2, 3), keepdim=True)
-                self.sums[layer] = torch.zeros(n, dtype=torch.float64, device=x.device)
-                self.squares[layer] = torch.zeros(n, dtype=torch.float64, device=x.device)
-            d.sub_(self.shift[layer])
-            self.sums[layer] += d.sum(dim=(1, 2, 3))
-            self.squares[layer] += d.square_().sum(dim=(1, 2, 3))
-        self.count[layer] += c * ch * cw
-
-    def counted(self) -> list[int]:
-        """Elements counted per layer (per sample): the whole feature map's when the cores partition it."""
-        return list(self.count)
-
-    def moments(self, layer: int) -> tuple[Tensor, Tensor]:
-        """(mean, var) of one layer's input over everything counted, float32 like a recorded run's."""
-        count = self.count[layer]
-        if not count:
-            raise ValueError(f"layer norm {layer} saw no core pixels: the tiles did not cover the photo")
-        d = self.sums[layer] / count
-        mean = (self.shift[layer].view(-1) + d).float()
-        var = (self.squares[layer] / count - d * d).clamp_min(0).float()
+    def blend(self, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+        """Smooth mode: the next norm's own moments blended into the running average, which becomes the blend."""
+        i = self.cursor
+        self.cursor += 1
+        if i < len(self.values):
+            a = self.momentum
+            m0, v0 = self.values[i]
+            mean, var = m0 * a + mean * (1 - a), v0 * a + var * (1 - a)
+            self.values[i] = (mean, var)
+        else:
+            self.values.append((mean, var))
         return mean, var
 
-    def stats(self) -> NormStats:
-        """Every counted layer's (mean, var), ready to replay."""
-        return NormStats(mode="replay", values=[self.moments(i) for i in range(len(self.count))])
+
+NORM_LAYERS = 24  # layer norms in the generator, in the order a forward pass meets them
 
 
 class LayerNorm(nn.Module):
@@ -170,16 +99,11 @@ class LayerNorm(nn.Module):
         if stats is None or stats.mode == "off":
             return F.group_norm(x, 1, self.weight, self.bias, self.eps)
         if stats.mode == "record":
-            mean, var = _moments_fp32(x)
+            mean, var = layer_moments(x)
             stats.values.append((mean, var))
         elif stats.mode == "smooth":
-            mean, var = _smoothed(stats, *_frame_moments(x))
+            mean, var = stats.blend(*group_moments(x))
         else:
-            tally = stats.tally
-            if tally is not None and tally.wants(stats.cursor):
-                tally.add(stats.cursor, x, stats.region, stats.input_size)
-                if tally.only == stats.cursor:
-                    raise TallyDone
             mean, var = stats.values[stats.cursor]
             stats.cursor += 1
         # Scale and shift are worked out in fp32 and rounded once to the activations' dtype (bf16/fp16 runs).
@@ -190,11 +114,11 @@ class LayerNorm(nn.Module):
         return torch.addcmul(shift.to(x.dtype), x, inv.to(x.dtype))
 
 
-def _frame_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+def group_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """A frame's moments for smoothing, in fp32, from the fused group-norm kernel: ``var_mean`` over (C, H, W)
     made a smoothed frame take 1.37x a plain one on the CPU in fp32 (now the same time, agreeing to 1e-6) and
     1.73x in bf16 (now 1.22x). A reduced-precision activation is widened a few channels at a time, as in
-    :func:`_moments_fp32`, and the chunks' moments combined exactly."""
+    :func:`layer_moments`, and the chunks' moments combined exactly."""
     n, c, h, w = x.shape
     step = c if x.dtype == torch.float32 else MOMENT_CHANNELS
     means, variances, widths = [], [], []
@@ -212,24 +136,20 @@ def _frame_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     return mean, (var_c * weight).sum(dim=1) + ((mean_c - mean[:, None]).square() * weight).sum(dim=1)
 
 
-def _smoothed(stats: NormStats, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
-    """This frame's moments blended into the running average of earlier frames (which becomes the blend)."""
-    i = stats.cursor
-    stats.cursor += 1
-    if i < len(stats.values):
-        a = stats.momentum
-        m0, v0 = stats.values[i]
-        mean, var = m0 * a + mean * (1 - a), v0 * a + var * (1 - a)
-        stats.values[i] = (mean, var)
-    else:
-        stats.values.append((mean, var))
-    return mean, var
-
-
 MOMENT_CHANNELS = 16  # channels widened to fp32 at a time when a bf16/fp16 activation's moments are taken
 
 
-def _moments_fp32(x: Tensor) -> tuple[Tensor, Tensor]:
+def fused_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample mean and variance over (C, H, W) in fp32 from the fused group-norm kernel, as a whole run's norms
+    compute them (a bf16/fp16 input runs its mixed-precision path: fp32 sums, no fp32 copy of the input)."""
+    n, c, h, w = x.shape
+    one = torch.ones(c, dtype=torch.float32, device=x.device) if x.dtype != torch.float32 else None
+    zero = torch.zeros(c, dtype=torch.float32, device=x.device) if one is not None else None
+    _, mean, rstd = torch.native_group_norm(x, one, zero, n, c, h * w, 1, 0.0)
+    return mean.view(-1).float(), rstd.view(-1).float().pow(-2)
+
+
+def layer_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample mean and (biased) variance over (C, H, W), accumulated in fp32.
 
     A reduced-precision activation is widened a few channels at a time (a full fp32 copy would add
@@ -245,6 +165,9 @@ def _moments_fp32(x: Tensor) -> tuple[Tensor, Tensor]:
     mean_c = torch.cat([m for _, m in parts], dim=1)
     mean = mean_c.mean(dim=1)
     return mean, var_c.mean(dim=1) + (mean_c - mean[:, None]).square().mean(dim=1)
+
+
+_moments_fp32, _frame_moments = layer_moments, group_moments  # the names tests/test_video.py compares
 
 
 def _reflect_pad(x: Tensor, kernel: int, stride: int) -> Tensor:

@@ -45,7 +45,7 @@ class RunOptions:
     keep_brightness: bool = False
     keep_color: float = 0.0               # 0: off; 1: the photo's colours under the style's lines and tones
     max_pixels: int = DEFAULT_MAX_PIXELS
-    memory_budget: int | str | None = None  # bytes or "2G"; None: free VRAM minus a margin, or 2 GiB of RAM
+    memory_budget: int | str | None = None  # bytes or "2G"; None: memory.default_budget (one user)
     tile: int | None = None               # None: from the budget; 0: whole image; N: N px tiles
     deadline: float | None = None         # time.monotonic() the run must not pass; None: no limit
     timeout_s: float | None = None        # the limit the deadline came from, for messages

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import flags, imaging
-from .memory import parse_bytes
+from .memory import parse_bytes, shared_budget
 from .options import check_keep_color
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
@@ -66,7 +66,7 @@ class ServeConfig:
     auth: tuple[str, str] | None = None
     max_file_size: str = DEFAULT_MAX_FILE_SIZE
     torch_threads: int | None = None      # None: cores // concurrency on CPU
-    memory_budget: int | None = None      # bytes one conversion may use; None: per device (see memory.py)
+    memory_budget: int | None = None      # bytes one conversion may use; None: conversion_budget() decides
     tile: int | None = None               # None: planned from the budget; 0: whole image; N: N px tiles
     max_pixels: int = imaging.DEFAULT_MAX_PIXELS
     timeout: float | None = DEFAULT_TIMEOUT_S  # None: no limit
@@ -108,6 +108,12 @@ class ServeConfig:
         if self.device_type == "cuda":
             return None
         return max(1, cpu_cores() // self.workers())
+
+    def conversion_budget(self) -> int | None:
+        """Bytes one conversion may use: --memory-budget, else a share sized for the app's concurrency."""
+        if self.memory_budget:
+            return self.memory_budget
+        return shared_budget(self.device_type, self.workers())
 
     def video_limits(self):  # -> video.VideoLimits (imported here: PyAV loads only when videos are used)
         """The limits a video must meet, read from its container before any work."""

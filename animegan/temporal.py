@@ -48,20 +48,6 @@ class FrameSmoother:
         with self._lock:
             return NormStats(mode="smooth", values=self._running(rgb, key), momentum=self.momentum)
 
-    def smoothed(self, rgb: np.ndarray, measured: NormStats, key: tuple = ()) -> NormStats:
-        """A tiled frame's measured whole-frame statistics blended into the running average, to replay.
-
-        (Approximate where the one-pass blend is exact: each layer was measured under unsmoothed earlier layers.)
-        """
-        with self._lock:
-            running = self._running(rgb, key)
-            values = [(m.float(), v.float()) for m, v in measured.values]
-            if len(running) == len(values):
-                a = self.momentum
-                values = [(m0 * a + m * (1 - a), v0 * a + v * (1 - a)) for (m0, v0), (m, v) in zip(running, values)]
-            running[:] = values
-            return NormStats(mode="replay", values=list(values))
-
     def _running(self, rgb: np.ndarray, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor]]:
         thumb = thumbnail(rgb)
         key = (rgb.shape, *key)

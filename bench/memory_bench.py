@@ -1,11 +1,12 @@
 """Memory benchmarks for the memory-aware engine. Each prints its figures and the command that re-runs it.
 
     python bench/memory_bench.py model [--precision bf16]  # peak bytes per pixel of whole runs (fresh process per size)
-    python bench/memory_bench.py 4k [--precision bf16]     # peak RSS of a 3840x2160 photo at native size, default budget
+    python bench/memory_bench.py 4k [--precision bf16] [--before DIR]  # 3840x2160 at native size: time, peak RSS
     python bench/memory_bench.py soak --runs 200  # RSS growth over sequential conversions in one process
-    python bench/memory_bench.py tiles            # tiled vs whole at 1024 px on five real photos, old vs new statistics
-    python bench/memory_bench.py tiles --photos animegan/examples/astronaut.jpg --budgets 1G 900M 800M 600M
-    python bench/memory_bench.py tiles --sizes 2048 --budgets 2G --seams
+    python bench/memory_bench.py tiles [--before DIR]  # tiled vs whole: five photos, 2048 px/2G and 1024 px/600M, bf16+fp32
+    python bench/memory_bench.py thin [--before DIR]   # very thin and very wide photos: planned vs real peak RSS
+
+``--before DIR`` measures an older checkout (``git worktree add DIR COMMIT``) right after each case, the same way.
 
 Peak RSS is the kernel's high-water mark of the measuring process (VmHWM), read in a fresh child process so
 nothing earlier in this script counts. Not tests: figures to re-measure on the machine at hand.
@@ -77,24 +78,41 @@ print(json.dumps({{"delta": p.peak - base, "pixels": {side * side}}}))
               f"FIXED_BYTES + bytes_per_pixel('cpu', {args.precision!r}) = {memory.bytes_per_pixel('cpu', args.precision)})")
 
 
-def cmd_4k(args: argparse.Namespace) -> None:
-    budget = repr(args.budget)
-    r = _child(prelude(args.precision) + f"""
-rgb = np.asarray(Image.open({str(PHOTOS[0])!r}).convert("RGB").resize((3840, 2160), Image.LANCZOS))
+FOURK_RUN = """
+import json, sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from PIL import Image
+from animegan import Registry, stylize
+from animegan.memory import process_rss
+photo, precision, weights = sys.argv[2], sys.argv[3], sys.argv[4]
+budget = sys.argv[5] if len(sys.argv) > 5 else None
+registry = Registry(weights={"hayao": weights}, offline=True)
+stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0, precision=precision)
+rgb = np.asarray(Image.open(photo).convert("RGB").resize((3840, 2160), Image.LANCZOS))
 base = process_rss()
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")
-res = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget={budget}, precision=PRECISION)
+res = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget=budget, precision=precision)
 hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-print(json.dumps({{"hwm": hwm, "base": base, "seconds": res.stats.seconds, "plan": res.stats.plan,
-                  "size": res.image.size, "tiles": res.stats.tiles}}))
-""")
-    from animegan.memory import estimate_bytes
-    untiled = estimate_bytes(3840 * 2160, "cpu", args.precision) + r["base"]
-    print(f"3840x2160 native, {args.precision}, budget {args.budget or 'default'}: peak RSS {r['hwm'] / 2**30:.2f} GiB "
-          f"(process before the run {r['base'] / 2**30:.2f} GiB), {r['seconds']:.0f} s, output {r['size']}, "
-          f"{r['tiles']} tiles: {r['plan']}")
-    print(f"untiled estimate from the memory model: {untiled / 2**30:.1f} GiB")
+print(json.dumps({"hwm": hwm, "base": base, "seconds": res.stats.seconds, "plan": res.stats.plan,
+                  "size": res.image.size, "tiles": res.stats.tiles}))
+"""
+
+
+def cmd_4k(args: argparse.Namespace) -> None:
+    """A 3840x2160 photo at native size under the app's default budget for one conversion (2 GiB on a machine
+    with 8 GiB or more available), or ``--budget``; ``--budget auto``: the library's one-user default."""
+    from animegan.memory import estimate_bytes, run_pixels
+
+    repos = [("now", REPO)] + ([("before", Path(args.before))] if args.before else [])
+    budget = [] if args.budget == "auto" else [args.budget]
+    for name, repo in repos:
+        r = _run_in(repo, FOURK_RUN, PHOTOS[0], args.precision, WEIGHTS, *budget)
+        print(f"3840x2160 native, {args.precision}, budget {args.budget}, {name}: peak RSS {r['hwm'] / 2**30:.2f} GiB "
+              f"(process before the run {r['base'] / 2**30:.2f} GiB), {r['seconds']:.0f} s, output {r['size']}, "
+              f"{r['tiles']} tiles: {r['plan']}", flush=True)
+    untiled = estimate_bytes(run_pixels(2160, 3840), "cpu", args.precision)
+    print(f"untiled estimate from the memory model: {untiled / 2**30:.1f} GiB above the process")
 
 
 def cmd_soak(args: argparse.Namespace) -> None:
@@ -129,94 +147,96 @@ print(json.dumps({{"rss": samples, "idle": process_rss()}}))
 
 
 EXAMPLES = REPO / "animegan" / "examples"
-TILE_PHOTOS = PHOTOS + [EXAMPLES / "coffee.jpg", EXAMPLES / "rocket.jpg"]
+TILE_PHOTOS = PHOTOS + [EXAMPLES / "astronaut.jpg", EXAMPLES / "rocket.jpg"]
+
+TILES_RUN = """
+import json, sys, time, numpy as np
+sys.path.insert(0, sys.argv[1])
+from PIL import Image
+from animegan import Registry, memory, stylize
+from animegan.imaging import psnr
+path, side, budget, precision, weights = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+registry = Registry(weights={"hayao": weights}, offline=True)
+stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0, precision=precision)
+img = Image.open(path).convert("RGB")
+scale = side / max(img.size)
+rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
+c0 = time.process_time()
+whole = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, tile=0, precision=precision)
+c1 = time.process_time()
+tiled = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, memory_budget=budget, precision=precision)
+c2 = time.process_time()
+print(json.dumps({"whole_s": whole.stats.seconds, "tiled_s": tiled.stats.seconds, "plan": tiled.stats.plan,
+                  "whole_cpu": c1 - c0, "tiled_cpu": c2 - c1,
+                  "psnr": psnr(np.asarray(tiled.image), np.asarray(whole.image)), "size": list(rgb.shape[:2]),
+                  "peak": tiled.stats.peak_memory}))
+"""
+
+
+def _run_in(repo: Path, code: str, *args: object) -> dict:
+    """``code`` in a fresh interpreter that imports animegan from ``repo``; it prints one JSON line."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    out = subprocess.run([sys.executable, "-c", code, str(repo), *map(str, args)], check=True, capture_output=True,
+                         text=True, cwd=repo, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cmd_tiles(args: argparse.Namespace) -> None:
-    """Tiled vs whole run, per photo, size and budget: statistics from the tiles (now) vs extrapolated (before)."""
-    import time
-
-    import torch
-
-    from animegan import Registry, inference, memory
-    from animegan.imaging import psnr
-    registry = Registry(weights={"hayao": WEIGHTS}, offline=True)
-    model = registry.get("hayao", "cpu", "fp32").model
+    """Tiled (under a budget that forces tiles) against whole, per photo, size, budget and precision: PSNR and time
+    ratio, each pair measured in one fresh process; with ``--before``, the same for an older checkout right after."""
     photos = [Path(p) for p in args.photos] if args.photos else TILE_PHOTOS
-    print(f"{'photo':<22} {'size':>9} {'budget':>6}  {'plan':<44} {'layers':>8} {'extrap.':>8} "
-          f"{'whole s':>7} {'layers s':>8} {'extrap. s':>9} {'ratio':>5}")
-    crops = []
-    worst = None
+    repos = [("now", REPO)] + ([("before", Path(args.before))] if args.before else [])
+    repos = [r for r in repos if r[0] in args.codes]
+    print(f"{'photo':<20} {'size':>9} {'budget':>6} {'prec':>4} {'code':>6} {'PSNR':>8} {'whole s':>7} {'tiled s':>7} "
+          f"{'ratio':>5} {'CPU s ratio':>11}  plan")
+    worst: dict[tuple[str, str], list[float]] = {}
     for path in photos:
-        img = Image.open(path).convert("RGB")
-        for side in args.sizes:
-            scale = side / max(img.size)
-            rgb = np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
-            h, w = rgb.shape[:2]
-            note = f" (upscaled from {img.width}x{img.height})" if scale > 1 else ""
-            with torch.inference_mode():
-                start = time.perf_counter()
-                whole = inference.run_whole(model, rgb)
-                t_whole = time.perf_counter() - start
-            for budget_text in args.budgets:
-                plan = memory.plan_run(h, w, "cpu", "fp32", memory.parse_bytes(budget_text))
-                if not plan.tiled or plan.passes == 1:
-                    print(f"{path.stem:<22} {w}x{h} {budget_text:>6}: {plan.describe()}: nothing to compare, "
-                          "pass a smaller budget")
-                    continue
-                times, outs = {}, {}
-                for method in ("layers", "extrapolated"):
-                    start = time.perf_counter()
-                    outs[method] = inference.run_tiled(model, rgb, tile=plan.tile, halo=plan.halo,
-                                                       stats_side=plan.stats_side, statistics=method)
-                    times[method] = time.perf_counter() - start
-                db = {m: psnr(o, whole) for m, o in outs.items()}
-                worst = min(worst, db["layers"]) if worst is not None else db["layers"]
-                grid = plan.tile_count(h, w)
-                plan_text = f"{grid} tiles of {plan.tile} px; extrap. from {plan.stats_side} px"
-                print(f"{path.stem:<22} {f'{w}x{h}':>9} {budget_text:>6}  {plan_text:<44} {db['layers']:6.1f} dB "
-                      f"{db['extrapolated']:5.1f} dB {t_whole:7.1f} {times['layers']:8.1f} {times['extrapolated']:9.1f} "
-                      f"{times['layers'] / times['extrapolated']:5.1f}{note}", flush=True)
-                if args.seams:
-                    crops.append(_seam_strip(model, rgb, whole, outs["layers"], plan))
-    if worst is not None:
-        print(f"lowest PSNR with statistics from the tiles: {worst:.1f} dB; 'layers': statistics measured over the "
-              f"tiles ({inference.tiled_passes(True)} passes), 'extrap.': two downscaled runs (the method before); "
-              "ratio = layers s / extrap. s, same process")
-    if crops:
-        out = REPO / "docs" / "tile_seam.png"
-        sheet = Image.new("RGB", (crops[0].width, sum(c.height for c in crops) + 8 * (len(crops) - 1)), "white")
-        y = 0
-        for c in crops:
-            sheet.paste(c, (0, y))
-            y += c.height + 8
-        sheet.save(out, optimize=True)
-        print(f"wrote {out.relative_to(REPO)}: per photo, 4x crops at a tile corner: untiled | tiled (statistics from "
-              "the tiles) | tiles normalised alone")
+        for case in args.cases:
+            side, budget = case.split(":")
+            for precision in args.precisions:
+                for name, repo in repos:
+                    r = _run_in(repo, TILES_RUN, path, side, budget, precision, WEIGHTS)
+                    ratio = r["tiled_s"] / r["whole_s"]
+                    h, w = r["size"]
+                    worst.setdefault((name, precision), []).append(ratio)
+                    print(f"{path.stem:<20} {f'{w}x{h}':>9} {budget:>6} {precision:>4} {name:>6} {r['psnr']:6.1f} dB "
+                          f"{r['whole_s']:7.1f} {r['tiled_s']:7.1f} {ratio:5.2f} {r['tiled_cpu'] / r['whole_cpu']:11.2f}  "
+                          f"{r['plan']}", flush=True)
+    for (name, precision), ratios in worst.items():
+        print(f"{name} {precision}: tiled/whole wall-time ratio {min(ratios):.2f}..{max(ratios):.2f} "
+              f"(median {float(np.median(ratios)):.2f}) over {len(ratios)} cases; 'CPU s ratio': the same in CPU "
+              "seconds of the process (steadier on a shared machine)")
 
 
-def _seam_strip(model, rgb: np.ndarray, whole: np.ndarray, tiled: np.ndarray, plan) -> Image.Image:
-    """A 96 px crop centred on the first inner tile corner, shown 4x: untiled | tiled | tiles normalised alone."""
-    from animegan import inference
-    from animegan.imaging import psnr
-    h, w = rgb.shape[:2]
-    ph, pw = inference.padding_for(h, w)
-    naive = np.zeros_like(whole)
-    for ys, xs in inference.tile_grid(h + ph, w + pw, plan.tile, 0):
-        part = np.ascontiguousarray(rgb[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]])
-        if part.size:
-            naive[ys.core[0]:ys.core[1], xs.core[0]:xs.core[1]] = inference.run_whole(model, part)
-    print(f"  tiles normalised alone: {psnr(naive, whole):.1f} dB")
-    ys = inference.spans(h + ph, plan.tile, 0)
-    xs = inference.spans(w + pw, plan.tile, 0)
-    cy = ys[0].core[1] if len(ys) > 1 else h // 2
-    cx = xs[0].core[1] if len(xs) > 1 else w // 2
-    y0, x0 = max(0, min(h - 96, cy - 48)), max(0, min(w - 96, cx - 48))
-    row = [Image.fromarray(a[y0:y0 + 96, x0:x0 + 96]).resize((384, 384), Image.NEAREST) for a in (whole, tiled, naive)]
-    strip = Image.new("RGB", (3 * 384 + 2 * 8, 384), "white")
-    for i, im in enumerate(row):
-        strip.paste(im, (i * (384 + 8), 0))
-    return strip
+THIN_RUN = """
+import json, sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from animegan import Registry, memory, stylize
+from animegan.memory import PeakRSS, process_rss
+h, w, budget, precision, weights = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+registry = Registry(weights={"hayao": weights}, offline=True)
+stylize(np.zeros((64, 64, 3), np.uint8), "hayao", registry=registry, device="cpu", max_side=0, precision=precision)
+rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+base = process_rss()
+with PeakRSS() as peak:
+    r = stylize(rgb, "hayao", registry=registry, device="cpu", max_side=0, precision=precision, memory_budget=budget,
+                max_pixels=10**9)
+plan = memory.plan_run(h, w, "cpu", precision, memory.parse_bytes(budget))
+print(json.dumps({"used": peak.peak - base, "estimate": plan.estimate, "plan": r.stats.plan, "seconds": r.stats.seconds}))
+"""
+
+
+def cmd_thin(args: argparse.Namespace) -> None:
+    """Very thin and very wide photos: what the plan predicts against the peak RSS a fresh process really adds."""
+    repos = [("now", REPO)] + ([("before", Path(args.before))] if args.before else [])
+    for shape in args.shapes:
+        h, w = (int(v) for v in shape.split("x"))
+        for precision in args.precisions:
+            for name, repo in repos:
+                r = _run_in(repo, THIN_RUN, h, w, args.budget, precision, WEIGHTS)
+                print(f"{h}x{w} {precision} {name:>6}: planned {r['estimate'] / 2**20:6.0f} MiB, used "
+                      f"{r['used'] / 2**20:6.0f} MiB of a {args.budget} budget = {r['used'] / (h * w):6.0f} B per photo px, "
+                      f"{r['seconds']:.1f} s: {r['plan']}", flush=True)
 
 
 def main() -> None:
@@ -227,17 +247,26 @@ def main() -> None:
     m.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     k = sub.add_parser("4k")
     k.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    k.add_argument("--budget", default=None, help="memory budget (default: the engine's CPU default)")
+    k.add_argument("--budget", default="2G", help="memory budget (default 2G: the app's per-conversion default; "
+                   "auto: the library's one-user default, half the available RAM)")
+    k.add_argument("--before", help="an older checkout measured right after, the same way")
     s = sub.add_parser("soak")
     s.add_argument("--runs", type=int, default=200)
     t = sub.add_parser("tiles")
-    t.add_argument("--budgets", nargs="+", default=["1G"], help="budgets under what the photo needs whole, so it tiles")
-    t.add_argument("--sizes", type=int, nargs="+", default=[1024], help="longest side(s) each photo is resized to")
-    t.add_argument("--photos", nargs="+", help="photo files (default: the shared photos, coffee and rocket)")
-    t.add_argument("--seams", action="store_true", help="also compare tiles normalised alone; write docs/tile_seam.png")
+    t.add_argument("--cases", nargs="+", default=["2048:2G", "1024:600M"],
+                   help="SIDE:BUDGET pairs: each photo resized to that longest side, tiled under that budget")
+    t.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["fp32", "bf16"])
+    t.add_argument("--photos", nargs="+", help="photo files (default: the shared photos, astronaut and rocket)")
+    t.add_argument("--before", help="an older checkout (git worktree add DIR COMMIT) measured right after, the same way")
+    t.add_argument("--codes", nargs="+", default=["now", "before"], help="which of now/before to measure")
+    n = sub.add_parser("thin")
+    n.add_argument("--shapes", nargs="+", default=["1x119304", "8x60000", "60000x2", "1x300000"], help="HxW")
+    n.add_argument("--budget", default="512M")
+    n.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    n.add_argument("--before", help="an older checkout measured right after, the same way")
     args = p.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
-    {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles}[args.cmd](args)
+    {"model": cmd_model, "4k": cmd_4k, "soak": cmd_soak, "tiles": cmd_tiles, "thin": cmd_thin}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def test_tiled_bf16_with_whole_image_statistics_matches_untiled_fp32(registry, p
     rgb = _photo(photos, "cars_bridge_forest", 512)
     fp32 = stylize(rgb, "hayao", registry=registry, device="cpu", precision="fp32", max_side=0, tile=0)
     # 128 px tiles; the 300M budget still holds one whole-image bf16 run, so the tiles replay the photo's own
-    # statistics, recorded in bf16 with fp32 moments (bench/precision_quality.py covers extrapolated ones)
+    # statistics, recorded in bf16 with fp32 moments (bench/precision_quality.py covers tiled runs)
     tiled = stylize(rgb, "hayao", registry=registry, device="cpu", precision="bf16", max_side=0, tile=128,
                     memory_budget="300M")
     assert tiled.stats.precision == "bf16" and tiled.stats.tiles >= 4

@@ -143,7 +143,7 @@ class StylizeApp:
         self.metrics: Any = metrics  # animegan.metrics.Metrics with --metrics (imported only then)
         # Settings that are the same for every request, built once; each request adds its own.
         self.options = RunOptions(device=config.device, precision=config.precision, max_pixels=config.max_pixels,
-                                  memory_budget=config.memory_budget, tile=config.tile)
+                                  memory_budget=config.conversion_budget(), tile=config.tile)
 
     # -- styles ---------------------------------------------------------------------------------
     def styles(self) -> tuple[StyleSpec, ...]:
