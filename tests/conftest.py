@@ -98,6 +98,18 @@ def all_at_once(n: int, call: Callable[[int], Any], timeout: float) -> list[Any]
     return results
 
 
+@pytest.fixture(scope="module")
+def one_ray_at_a_time() -> Iterator[None]:
+    """Held by every test module that starts Ray, across pytest-xdist's workers: two Ray instances on one machine
+    (a `ray start --head` cluster with token auth beside a local one) made a GCS answer the other's driver."""
+    import tempfile
+
+    from filelock import FileLock
+
+    with FileLock(str(Path(tempfile.gettempdir()) / "animegan-tests-ray.lock")):
+        yield
+
+
 @pytest.fixture
 def clean_weights_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No weights variable from outside (CI exports ANIMEGAN_OFFLINE=1): the test sets what it needs."""

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory, one_ray_at_a_time: None) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("ray-app")
     with running_app(tmp, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--backend", "ray",
                      "--replicas", "2", "--metrics", env={"RAY_DISABLE_USAGE_STATS": "1"}) as url:

@@ -46,7 +46,7 @@ def cpu_config(hayao_pt: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, one_ray_at_a_time: None) -> Iterator[str]:
     """A one-node Ray cluster (``ray start --head --block``, so stopping it stops everything it started)."""
     tmp = tmp_path_factory.mktemp("ray-cluster")
     port = free_port()

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def backend(hayao_pt: Path) -> Iterator:
+def backend(hayao_pt: Path, one_ray_at_a_time: None) -> Iterator:
     import ray
     from ray import serve
 

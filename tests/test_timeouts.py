@@ -18,18 +18,21 @@ from harness import client, running_app, stats
 
 TIMEOUT_S = 2
 FAKE_SPACES = '''
-"""A stand-in for Hugging Face's ``spaces`` package: GPU(duration) runs the function with its arguments and result
-passed through pickle, as they would cross to the GPU worker process."""
+"""A stand-in for Hugging Face's ``spaces`` package: GPU runs the function with its arguments and result passed
+through pickle, as they would cross to the GPU worker process. Both of the real GPU's forms: GPU(fn, duration=...)
+and the decorator GPU(duration=...)(fn); a callable duration is asked with the call's arguments, as the real one does."""
 import pickle
 
 
-def GPU(duration=60):
+def GPU(task=None, *, duration=60):
     def wrap(fn):
         def run(*args, **kwargs):
+            if callable(duration):
+                duration(*args, **kwargs)  # the real GPU asks for it with the call's arguments, before the run
             args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
             return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
         return run
-    return wrap
+    return wrap(task) if task is not None else wrap
 '''
 MESSAGE = re.compile(r"took too long and was stopped (after \d+ of \d+ tiles|after decoding the photo|after loading "
                      r"the style|before encoding the result|waiting for the model server)?: the limit is 2 s per "
@@ -75,7 +78,7 @@ def test_zero_gpu_wrapper(hayao_pt: Path, slow_photo: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_ray_backend(hayao_pt: Path, slow_photo: Path, tmp_path: Path) -> None:
+def test_ray_backend(hayao_pt: Path, slow_photo: Path, tmp_path: Path, one_ray_at_a_time: None) -> None:
     pytest.importorskip("ray.serve")
     with running_app(tmp_path, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--backend", "ray",
                      "--replicas", "1", "--timeout", str(TIMEOUT_S), "--tile", "64",
