@@ -64,6 +64,14 @@ class RunOptions:
             return self.replace(deadline=None, timeout_s=None)
         return self.replace(deadline=time.monotonic() + seconds, timeout_s=seconds)
 
+    def photo_side(self, style_side: int) -> int:
+        """The max side a photo runs at (the one rule: engine, framing, ZeroGPU's estimate): ``max_side``, or the
+        style's recommended size when it is None; 0 is the native size. Raises for a negative side."""
+        limit = style_side if self.max_side is None else self.max_side
+        if limit < 0:
+            raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+        return limit
+
     def seconds_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import flags, imaging
 from .memory import parse_bytes, shared_budget
 from .options import check_keep_color
+from .precision import PRECISIONS
 from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
 from .styles import UnknownStyleError, get_style
 from .weights import WeightsOrigin
@@ -248,7 +249,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
-    if config.precision not in ("auto", "fp32", "bf16", "fp16"):
+    if config.precision not in PRECISIONS:
         raise ValueError(f"--precision must be auto, fp32, bf16 or fp16, got {config.precision!r}")
     if config.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {config.replicas}")

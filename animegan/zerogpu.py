@@ -171,7 +171,7 @@ def photo_pixels(source: imaging.ImageSource, options: RunOptions) -> int:
         else:
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
                 w, h = image.size
-        side = get_style(options.style).max_side if options.max_side is None else options.max_side
+        side = options.photo_side(get_style(options.style).max_side)
     except Exception:  # noqa: BLE001 - an unreadable input or unknown style: assume the largest (the run says why)
         return options.max_pixels
     if side:
