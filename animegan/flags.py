@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .framing import FRAMINGS
 from .precision import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ CLI_FLAGS: dict[str, Flag] = _flags(
          metavar="S", default=0.0, aliases=("--keep-colour",)),
     Flag("framing", "", "portrait styles: face (default: the largest face, squared), center (centre square), whole "
          "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
-         "videos: whole (default) or center", choices=("face", "center", "whole", "paste")),
+         "videos: whole (default) or center", choices=FRAMINGS),
     Flag("background", "", "with --framing paste: keep the rest of the photo (default), or stylise it with a scene "
          "style ({scenes})", metavar="keep|STYLE", default="keep"),
     replace(FLAGS["offline"], default=False),

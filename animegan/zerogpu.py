@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import imaging
+from . import flags, imaging
 from .engine import Converter, FrameProgress, StylizeResult, TileProgress
 from .options import RunOptions
 from .styles import get_style
@@ -39,7 +39,7 @@ MEASURE_WEIGHT = 0.3          # how much each new measurement moves the running 
 
 def on_zero_gpu() -> bool:
     """True on a ZeroGPU Space (it sets ``SPACES_ZERO_GPU``)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "true"}
+    return flags.switch(os.environ.get("SPACES_ZERO_GPU"), False)
 
 
 def wrap(converter: Converter, max_duration: float = MAX_DURATION_S) -> Converter:
