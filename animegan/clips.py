@@ -39,7 +39,7 @@ import av
 import numpy as np
 
 from . import imaging
-from .options import Notice, RunOptions
+from .options import Notice, RunOptions, downscaled_notice
 from .styles import StyleSpec
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
@@ -663,8 +663,7 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
     if center:
         notices.append(Notice("framing", f"framing center: the centre square of every frame, at {size[0]}x{size[1]}"))
     elif fitted != (info.width, info.height):
-        notices.append(Notice("downscaled", f"frames downscaled from {info.width}x{info.height} to {size[0]}x{size[1]} "
-                              f"(max side {output_limit(options.max_side)}); set max side 0 for native size"))
+        notices.append(downscaled_notice((info.width, info.height), size, output_limit(options.max_side), "frames "))
     if size != fitted and not center:
         notices.append(Notice("other", f"cropped to {size[0]}x{size[1]}: H.264 in yuv420p needs even sides"))
     if info.rotation:

@@ -33,7 +33,7 @@ from . import framing as framing_mod
 from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
-from .options import Notice, RunOptions
+from .options import Notice, RunOptions, downscaled_notice
 from .precision import default_precision
 from .registry import LoadedModel, Registry, WeightsArg, default_registry, registry_for
 from .result_cache import ResultCache, result_key
@@ -387,8 +387,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
 
     notices: list[Notice] = [Notice("precision", decision.notice)] if decision.notice else []
     if photo.downscaled:
-        notices.append(Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
-                              f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
+        notices.append(downscaled_notice(photo.original_size, photo.size, limit))
     h, w = photo.rgb.shape[:2]
     budget = memory.default_budget(dev, memory.parse_bytes(options.memory_budget))
     plan = memory.plan_run(h, w, dev.type, precision, budget, tile=options.tile)
@@ -509,8 +508,7 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
             styled = run(framing_mod.crop_square(photo.rgb, square, size, tilt), inner, spec)
             framing_mod.paste(canvas, framing_mod.unturn(styled, tilt, square.width), square)
         if photo.downscaled:
-            notices.insert(0, Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} "
-                                     f"to {photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
+            notices.insert(0, downscaled_notice(photo.original_size, photo.size, limit))
         out = imaging.to_image(canvas, photo.alpha)
     first = parts[0] if parts else None  # paste with no face and the photo kept: nothing ran
     stats = RunStats(

@@ -34,6 +34,13 @@ class Notice(str):
         return Notice, (self.kind, str(self))
 
 
+def downscaled_notice(before: tuple[int, int], after: tuple[int, int], max_side: int, what: str = "") -> Notice:
+    """The one wording of "the input was made smaller by max side" (photos, framed photos, a clip's frames);
+    ``what`` names the thing when it is not the photo ("frames ")."""
+    return Notice("downscaled", f"{what}downscaled from {before[0]}x{before[1]} to {after[0]}x{after[1]} "
+                                f"(max side {max_side}); set max side 0 for native size")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """One conversion's settings. ``None`` means "the default for this style and device"."""
