@@ -16,7 +16,7 @@ from . import flags, imaging
 from .memory import parse_bytes, shared_budget
 from .options import check_keep_color
 from .precision import PRECISIONS
-from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
+from .result_cache import DEFAULT_CACHE_SIZE, ResultCache, cache_capacity, open_cache
 from .styles import UnknownStyleError, get_style
 from .weights import WeightsOrigin
 
@@ -136,6 +136,16 @@ def cpu_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def open_result_cache(url: str | None, size: int) -> ResultCache | None:
+    """The result cache a served process uses (the app's, each replica's): Redis when a URL is given (shared by
+    every process), else an in-process LRU of ``size`` bytes, or none for 0. Redis is imported only when asked for."""
+    if url:
+        from .redis_cache import RedisCache
+
+        return RedisCache(url)
+    return open_cache(size)
 
 
 def parse_weights(pairs: Sequence[str]) -> dict[str, Path]:
