@@ -28,8 +28,7 @@ from animegan.engine import LocalConverter
 from animegan.gradio_internals import has_event, recorded_files, waiting_count
 from animegan.memory import parse_bytes
 from animegan.request_guard import Limits, RequestGuard
-from animegan.result_cache import MemoryCache
-from animegan.serving import load_config
+from animegan.serving import load_config, open_result_cache
 from animegan.ui import CSS, EXAMPLES_DIR, build_demo, gradio_upload_folder
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,14 +55,9 @@ if config.preload and config.backend == "local":  # a Space's first visitor must
             log.info("preload: %s ready (%s, %s) from %s", style_id, outcome.key.device, outcome.key.precision,
                      outcome.weights_source)
 
-# The backend and the result cache: each optional part is imported only when asked for.
-cache = None
-if config.result_cache:  # a Redis shared by every app process and replica
-    from animegan.redis_cache import RedisCache
-
-    cache = RedisCache(config.result_cache)
-elif config.result_cache_size:
-    cache = MemoryCache(config.result_cache_size)
+# The backend and the result cache (Redis, shared by every app process and replica, or this process's own):
+# each optional part is imported only when asked for.
+cache = open_result_cache(config.result_cache, config.result_cache_size)
 if config.backend == "ray":  # conversions go to Ray Serve replicas; the UI, queue and messages stay the same
     try:
         from animegan.ray_backend import RayBackend

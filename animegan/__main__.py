@@ -25,11 +25,10 @@ import av
 from tqdm.auto import tqdm
 
 from . import flags, imaging, video
-from .engine import ConversionTimeout, LocalConverter, OutOfMemory
+from .engine import ConversionTimeout, LocalConverter, OutOfMemory, device_and_precision
 from .framing import KEEP, DetectorMissing
-from .memory import fmt_bytes, parse_bytes, resolve_device
+from .memory import fmt_bytes, parse_bytes
 from .options import RunOptions, check_keep_color
-from .precision import resolve
 from .registry import Registry
 from .styles import UnknownStyleError, load_styles, style_ids
 from .weights import WeightsDownloadError, WeightsError, WeightsOrigin
@@ -143,8 +142,8 @@ def convert_main(argv: list[str]) -> int:
         spec = registry.style(args.style)
         if args.weights:  # the registry keys explicit files by style id
             registry.weights = {spec.id: args.weights}
-        device = resolve_device(args.device)  # preload exactly the model stylize() will ask for
-        registry.get(spec, device, resolve(args.precision, device).precision)
+        device, decision = device_and_precision(RunOptions(device=args.device, precision=args.precision))
+        registry.get(spec, device, decision.precision)  # preload exactly the model the conversions will ask for
     except (UnknownStyleError, WeightsError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

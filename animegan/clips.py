@@ -39,7 +39,7 @@ import av
 import numpy as np
 
 from . import imaging
-from .options import Notice, RunOptions
+from .options import Notice, RunOptions, downscaled_notice
 from .styles import StyleSpec
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
@@ -331,18 +331,22 @@ def output_size(info: VideoInfo, max_side: int | None, square: int | None = None
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
+def is_video_framing(value: str) -> bool:
+    """Whether a video accepts this (stripped, lower-case) framing: whole, center, or "auto" / "" for whole (the
+    one check: the engine's and the page's)."""
+    return value in ("", "auto") or value in VIDEO_FRAMINGS
+
+
 def video_framing(spec: StyleSpec, framing: str | None) -> str:
     """The framing a video runs with: ``whole`` (the default, and always for scene styles) or ``center``.
 
     Face framings are refused: a face box found anew in every frame moves, and the picture would shake.
     """
     value = (framing or "").strip().lower()
-    if value in ("", "auto"):
-        return "whole"
-    if value in VIDEO_FRAMINGS:
-        return value if spec.is_portrait else "whole"
-    raise VideoError(f"videos run with framing 'whole' (the whole frame, any style) or 'center' (the centre "
-                     f"square, portrait styles), not {framing!r}")
+    if not is_video_framing(value):
+        raise VideoError(f"videos run with framing 'whole' (the whole frame, any style) or 'center' (the centre "
+                         f"square, portrait styles), not {framing!r}")
+    return "center" if value == "center" and spec.is_portrait else "whole"
 
 
 def _decode_size(info: VideoInfo, size: tuple[int, int], center: bool) -> tuple[int, int]:
@@ -659,8 +663,7 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
     if center:
         notices.append(Notice("framing", f"framing center: the centre square of every frame, at {size[0]}x{size[1]}"))
     elif fitted != (info.width, info.height):
-        notices.append(Notice("downscaled", f"frames downscaled from {info.width}x{info.height} to {size[0]}x{size[1]} "
-                              f"(max side {output_limit(options.max_side)}); set max side 0 for native size"))
+        notices.append(downscaled_notice((info.width, info.height), size, output_limit(options.max_side), "frames "))
     if size != fitted and not center:
         notices.append(Notice("other", f"cropped to {size[0]}x{size[1]}: H.264 in yuv420p needs even sides"))
     if info.rotation:

@@ -33,7 +33,7 @@ from . import framing as framing_mod
 from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
-from .options import Notice, RunOptions
+from .options import Notice, RunOptions, downscaled_notice
 from .precision import default_precision
 from .registry import LoadedModel, Registry, WeightsArg, default_registry, registry_for
 from .result_cache import ResultCache, result_key
@@ -109,6 +109,13 @@ class StylizeResult:
     png: bytes | None = None      # the encoded PNG when a result cache was used (callers need not encode again)
 
 
+def device_and_precision(options: RunOptions) -> tuple[torch.device, precision_mod.Decision]:
+    """Where and in which number format a run goes (the one rule for photos, framed photos and frames): the
+    device asked for (auto: CUDA when usable) and the precision for it, with its notice."""
+    dev = resolve_device(options.device)
+    return dev, precision_mod.resolve(options.precision or "auto", dev)
+
+
 def _execute(loaded: LoadedModel, rgb: np.ndarray, plan: RunPlan, precision: str,
              on_tile: TileProgress | None, smoother: FrameSmoother | None = None) -> np.ndarray:
     if smoother is not None:
@@ -178,8 +185,7 @@ class FrameRun:
     def __init__(self, registry: Registry, spec: StyleSpec, options: RunOptions, width: int, height: int,
                  progress: Progress | None = None) -> None:
         self.registry, self.spec = registry, spec
-        self.device = resolve_device(options.device)
-        decision = precision_mod.resolve(options.precision or "auto", self.device)
+        self.device, decision = device_and_precision(options)
         self.precision: str = decision.precision
         self.loaded = registry.get(spec, self.device, self.precision, progress=progress)
         budget = memory.default_budget(self.device, memory.parse_bytes(options.memory_budget))
@@ -371,12 +377,9 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     mode = framing_mod.mode_for(spec.is_portrait, options.framing)
     if mode != "whole":
         return _convert_framed(image, options.replace(framing=mode), spec, registry, on_tile, progress, cache)
-    dev = resolve_device(options.device)
-    decision = precision_mod.resolve(options.precision or "auto", dev)
+    dev, decision = device_and_precision(options)
     precision = decision.precision
-    limit = spec.max_side if options.max_side is None else options.max_side
-    if limit < 0:
-        raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+    limit = options.photo_side(spec.max_side)
     photo = imaging.load_photo(image, max_side=limit or None, max_pixels=options.max_pixels)
     deadline.check("after decoding the photo")
     loaded = registry.get(spec, dev, precision, progress=progress)
@@ -384,8 +387,7 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
 
     notices: list[Notice] = [Notice("precision", decision.notice)] if decision.notice else []
     if photo.downscaled:
-        notices.append(Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} to "
-                              f"{photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
+        notices.append(downscaled_notice(photo.original_size, photo.size, limit))
     h, w = photo.rgb.shape[:2]
     budget = memory.default_budget(dev, memory.parse_bytes(options.memory_budget))
     plan = memory.plan_run(h, w, dev.type, precision, budget, tile=options.tile)
@@ -462,16 +464,14 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
     start = time.perf_counter()
     deadline = Deadline.of(options)
     paste = options.framing == "paste"
-    limit = spec.max_side if options.max_side is None else options.max_side
-    if limit < 0:
-        raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+    limit = options.photo_side(spec.max_side)
     # face / center crop from the photo at full resolution (the square is resized to the training size anyway)
     photo = imaging.load_photo(image, max_side=(limit or None) if paste else None, max_pixels=options.max_pixels)
     deadline.check("after decoding the photo")
     background = _background(registry, options.background) if paste else None
     inner = options.replace(framing="whole", max_side=0)  # each part at the size it is given
-    dev = resolve_device(options.device)
-    loaded = registry.get(spec, dev, precision_mod.resolve(options.precision or "auto", dev).precision, progress=progress)
+    dev, decision = device_and_precision(options)
+    loaded = registry.get(spec, dev, decision.precision, progress=progress)
     key = ""
     if cache is not None:
         key = _framed_key(registry, loaded, photo, options, background)
@@ -508,8 +508,7 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
             styled = run(framing_mod.crop_square(photo.rgb, square, size, tilt), inner, spec)
             framing_mod.paste(canvas, framing_mod.unturn(styled, tilt, square.width), square)
         if photo.downscaled:
-            notices.insert(0, Notice("downscaled", f"downscaled from {photo.original_size[0]}x{photo.original_size[1]} "
-                                     f"to {photo.size[0]}x{photo.size[1]} (max side {limit}); set max side 0 for native size"))
+            notices.insert(0, downscaled_notice(photo.original_size, photo.size, limit))
         out = imaging.to_image(canvas, photo.alpha)
     first = parts[0] if parts else None  # paste with no face and the photo kept: nothing ran
     stats = RunStats(

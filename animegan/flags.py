@@ -19,6 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .framing import FRAMINGS
+from .precision import PRECISIONS
+
 log = logging.getLogger(__name__)
 
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -86,7 +89,7 @@ FLAGS: dict[str, Flag] = _flags(
     Flag("share", "ANIMEGAN_SHARE", "also open a public gradio.live link", kind="switch"),
     Flag("device", "ANIMEGAN_DEVICE", "default auto: CUDA when present, else CPU", choices=("auto", "cpu", "cuda")),
     Flag("precision", "ANIMEGAN_PRECISION", "default auto: fp16 on CUDA, bf16 on a CPU with native bf16 "
-         "(AVX512_BF16/AMX), else fp32; fp32 gives the reference output", choices=("auto", "fp32", "bf16", "fp16")),
+         "(AVX512_BF16/AMX), else fp32; fp32 gives the reference output", choices=PRECISIONS),
     Flag("concurrency", "ANIMEGAN_CONCURRENCY",
          "conversions run at once (default: 1, using every core on CPU; with --backend ray: --replicas)", int),
     Flag("max_queue", "ANIMEGAN_MAX_QUEUE", "requests allowed to wait; more get 'queue full' (default 16)", int),
@@ -177,7 +180,7 @@ CLI_FLAGS: dict[str, Flag] = _flags(
          metavar="S", default=0.0, aliases=("--keep-colour",)),
     Flag("framing", "", "portrait styles: face (default: the largest face, squared), center (centre square), whole "
          "(the whole photo), paste (faces stylised and pasted back into the photo); scene styles ignore it; "
-         "videos: whole (default) or center", choices=("face", "center", "whole", "paste")),
+         "videos: whole (default) or center", choices=FRAMINGS),
     Flag("background", "", "with --framing paste: keep the rest of the photo (default), or stylise it with a scene "
          "style ({scenes})", metavar="keep|STYLE", default="keep"),
     replace(FLAGS["offline"], default=False),

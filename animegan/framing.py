@@ -100,10 +100,16 @@ class Framing:
     notice: str
 
 
+def is_framing(value: str) -> bool:
+    """Whether a photo accepts this (stripped, lower-case) framing: a mode, or "auto" / "" for the style's default
+    (the one check: the engine's and the page's)."""
+    return value in ("", "auto") or value in FRAMINGS
+
+
 def mode_for(is_portrait: bool, framing: str | None) -> str:
     """The framing a run uses: portrait styles default to ``face``; scene styles always run ``whole``."""
     value = (framing or "").strip().lower()
-    if value and value not in FRAMINGS and value != "auto":
+    if not is_framing(value):
         raise ValueError(f"unknown framing {framing!r}; choose one of: {', '.join(FRAMINGS)}")
     if not is_portrait:
         return "whole"

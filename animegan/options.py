@@ -34,6 +34,13 @@ class Notice(str):
         return Notice, (self.kind, str(self))
 
 
+def downscaled_notice(before: tuple[int, int], after: tuple[int, int], max_side: int, what: str = "") -> Notice:
+    """The one wording of "the input was made smaller by max side" (photos, framed photos, a clip's frames);
+    ``what`` names the thing when it is not the photo ("frames ")."""
+    return Notice("downscaled", f"{what}downscaled from {before[0]}x{before[1]} to {after[0]}x{after[1]} "
+                                f"(max side {max_side}); set max side 0 for native size")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """One conversion's settings. ``None`` means "the default for this style and device"."""
@@ -63,6 +70,14 @@ class RunOptions:
         if not seconds:
             return self.replace(deadline=None, timeout_s=None)
         return self.replace(deadline=time.monotonic() + seconds, timeout_s=seconds)
+
+    def photo_side(self, style_side: int) -> int:
+        """The max side a photo runs at (the one rule: engine, framing, ZeroGPU's estimate): ``max_side``, or the
+        style's recommended size when it is None; 0 is the native size. Raises for a negative side."""
+        limit = style_side if self.max_side is None else self.max_side
+        if limit < 0:
+            raise ValueError(f"max side must be 0 (native size) or a positive number of pixels, not {limit}")
+        return limit
 
     def seconds_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()

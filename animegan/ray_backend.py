@@ -53,7 +53,7 @@ from . import imaging, memory
 from .engine import ConversionTimeout, Deadline, FrameProgress, LocalConverter, StylizeResult
 from .options import RunOptions
 from .registry import Registry
-from .serving import ServeConfig, cpu_cores
+from .serving import ServeConfig, cpu_cores, open_result_cache
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
 log = logging.getLogger(__name__)
@@ -179,17 +179,6 @@ class Stylizer:
 def build_app(args: dict[str, Any]) -> Any:
     """Application builder for a Serve config file (``import_path: animegan.ray_backend:build_app``)."""
     return Stylizer.bind(args["settings"])
-
-
-def open_result_cache(url: str | None, size: int) -> Any:
-    """The replica's result cache: Redis when a URL is given (shared), else an in-process LRU (or none)."""
-    if url:
-        from .redis_cache import RedisCache
-
-        return RedisCache(url)
-    from .result_cache import MemoryCache
-
-    return MemoryCache(size) if size else None
 
 
 def replica_settings(config: ServeConfig, threads: int | None) -> dict[str, Any]:

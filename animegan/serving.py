@@ -15,7 +15,8 @@ from pathlib import Path
 from . import flags, imaging
 from .memory import parse_bytes, shared_budget
 from .options import check_keep_color
-from .result_cache import DEFAULT_CACHE_SIZE, cache_capacity
+from .precision import PRECISIONS
+from .result_cache import DEFAULT_CACHE_SIZE, ResultCache, cache_capacity, open_cache
 from .styles import UnknownStyleError, get_style
 from .weights import WeightsOrigin
 
@@ -137,6 +138,16 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def open_result_cache(url: str | None, size: int) -> ResultCache | None:
+    """The result cache a served process uses (the app's, each replica's): Redis when a URL is given (shared by
+    every process), else an in-process LRU of ``size`` bytes, or none for 0. Redis is imported only when asked for."""
+    if url:
+        from .redis_cache import RedisCache
+
+        return RedisCache(url)
+    return open_cache(size)
+
+
 def parse_weights(pairs: Sequence[str]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for pair in pairs:
@@ -248,7 +259,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
     )
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
-    if config.precision not in ("auto", "fp32", "bf16", "fp16"):
+    if config.precision not in PRECISIONS:
         raise ValueError(f"--precision must be auto, fp32, bf16 or fp16, got {config.precision!r}")
     if config.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {config.replicas}")

@@ -24,6 +24,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,32 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+class ResultFolders:
+    """Result folders (one per conversion), bounded by count and by age (the same age as Gradio's own cache)."""
+
+    def __init__(self, keep: int, max_age_s: float) -> None:
+        self.keep_at_most = keep
+        self.max_age_s = max_age_s
+        self._folders: deque[Path] = deque()
+        self._lock = threading.Lock()
+
+    def keep(self, folder: Path) -> None:
+        """Keep ``folder``; the oldest go once there are too many or they are too old (the newest always stays)."""
+        with self._lock:
+            self._folders.append(folder)
+            too_old = time.time() - self.max_age_s
+            while len(self._folders) > self.keep_at_most or (
+                    len(self._folders) > 1 and _mtime(self._folders[0]) < too_old):
+                shutil.rmtree(self._folders.popleft(), ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 class TempSweeper:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import imaging
+from . import flags, imaging
 from .engine import Converter, FrameProgress, StylizeResult, TileProgress
 from .options import RunOptions
 from .styles import get_style
@@ -39,7 +39,7 @@ MEASURE_WEIGHT = 0.3          # how much each new measurement moves the running 
 
 def on_zero_gpu() -> bool:
     """True on a ZeroGPU Space (it sets ``SPACES_ZERO_GPU``)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "true"}
+    return flags.switch(os.environ.get("SPACES_ZERO_GPU"), False)
 
 
 def wrap(converter: Converter, max_duration: float = MAX_DURATION_S) -> Converter:
@@ -171,7 +171,7 @@ def photo_pixels(source: imaging.ImageSource, options: RunOptions) -> int:
         else:
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as image:
                 w, h = image.size
-        side = get_style(options.style).max_side if options.max_side is None else options.max_side
+        side = options.photo_side(get_style(options.style).max_side)
     except Exception:  # noqa: BLE001 - an unreadable input or unknown style: assume the largest (the run says why)
         return options.max_pixels
     if side:

@@ -11,8 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from .. import flags, video
-from ..framing import FRAMINGS, KEEP
+from .. import flags
+from ..clips import is_video_framing
+from ..framing import FRAMINGS, KEEP, is_framing
 from ..options import check_keep_color
 
 # The slider's end and the largest max side a request may ask for (0 = native size goes beyond it): a 50 MP
@@ -69,7 +70,7 @@ def keep_color_value(value: Any) -> float:
 def framing(value: Any) -> str | None:
     """The photo's framing choice (None or "": the style's default); a scene style ignores it."""
     text = str(value or "").strip().lower()
-    if text and text not in FRAMINGS and text != "auto":
+    if not is_framing(text):
         raise gr.Error(f"Framing must be one of {', '.join(FRAMINGS)}, not {text[:24]!r}.", title="Bad framing",
                        print_exception=False)
     return text or None
@@ -78,7 +79,7 @@ def framing(value: Any) -> str | None:
 def video_framing(value: Any) -> str:
     """The Video tab's framing: whole (default) or center (portrait styles; scene styles run whole frames)."""
     text = str(value or "whole").strip().lower()
-    if text not in video.VIDEO_FRAMINGS:
+    if not is_video_framing(text):
         raise gr.Error(f"Video framing must be whole or center, not {text[:24]!r}: a face found anew in every "
                        "frame would shake the picture.", title="Bad framing", print_exception=False)
     return text
@@ -92,7 +93,7 @@ def background(value: Any) -> str:
 def flag(value: Any) -> bool:
     """An on/off input: a checkbox's bool, or a string from a raw request (``flags.TRUE`` spellings are on)."""
     if isinstance(value, str):
-        return value.strip().lower() in flags.TRUE
+        return flags.switch(value, False)
     return bool(value)
 
 

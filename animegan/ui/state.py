@@ -8,11 +8,9 @@ clips and webcam frames alike), which :func:`animegan.zerogpu.wrap` puts inside 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,32 +84,6 @@ class LastRun:
     finished: float
 
 
-class ResultFolders:
-    """Result folders (one per conversion), bounded by count and by age (the same age as Gradio's own cache)."""
-
-    def __init__(self, keep: int, max_age_s: float) -> None:
-        self.keep_at_most = keep
-        self.max_age_s = max_age_s
-        self._folders: deque[Path] = deque()
-        self._lock = threading.Lock()
-
-    def keep(self, folder: Path) -> None:
-        """Keep ``folder``; the oldest go once there are too many or they are too old (the newest always stays)."""
-        with self._lock:
-            self._folders.append(folder)
-            too_old = time.time() - self.max_age_s
-            while len(self._folders) > self.keep_at_most or (
-                    len(self._folders) > 1 and _mtime(self._folders[0]) < too_old):
-                shutil.rmtree(self._folders.popleft(), ignore_errors=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 class StylizeApp:
     """State shared by every session and tab of one demo: the registry, the gauge, the last run, result files."""
 
@@ -132,7 +104,7 @@ class StylizeApp:
         # The only files a request may make the server read: Gradio's uploads and our example photos.
         self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
-        self.photo_results = ResultFolders(max(KEEP_RESULTS, 2 * config.workers()), config.temp_max_age)
+        self.photo_results = temp_files.ResultFolders(max(KEEP_RESULTS, 2 * config.workers()), config.temp_max_age)
         self._availability: tuple[float, int, dict[str, tuple[bool, str]]] = (0.0, -1, {})
         self._labels: tuple[str, ...] = ()  # the style choices as the page shows them
         # Results by photo content + style + settings (a repeat or an example skips the model), and where

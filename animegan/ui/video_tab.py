@@ -18,10 +18,10 @@ from typing import Any
 
 import gradio as gr
 
-from .. import imaging, video
+from .. import imaging, temp_files, video
 from ..upload_gate import PhotoRefused
 from . import inputs, texts
-from .state import CONVERT_GROUP, LastRun, ResultFolders, StylizeApp
+from .state import CONVERT_GROUP, LastRun, StylizeApp
 
 log = logging.getLogger("animegan.app")
 
@@ -40,7 +40,7 @@ class VideoTab:
         self.config = app.config
         self.limits = app.config.video_limits()
         # Result folders are bounded by count and by age, like the photos' (a video is larger: fewer are kept).
-        self.results = ResultFolders(max(KEEP_VIDEOS, 2 * self.config.workers()), self.config.temp_max_age)
+        self.results = temp_files.ResultFolders(max(KEEP_VIDEOS, 2 * self.config.workers()), self.config.temp_max_age)
 
     def stylize_video(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
                       keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
