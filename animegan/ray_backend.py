@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,9 @@ from typing import Any
 
 # Joining a cluster that authenticates with a token: send it when this machine has one. Ray 2.60 does not infer
 # that from the token file alone (it retries with "InvalidAuthToken"), and reads RAY_AUTH_MODE once, at import.
-if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+# Only before Ray's own import: once it is imported, the variable no longer reaches its driver, but would still reach
+# the GCS of a local Ray started here, which would then demand a token that its driver never sends.
+if "ray" not in sys.modules and (os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 try:
