@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +18,29 @@ from PIL import Image
 APP = load_bench("app_process")
 STARTUP_TIMEOUT_S = 120
 free_port = APP.free_port
-__all__ = ["REPO", "all_at_once", "assert_stylised", "client", "delta", "fill_queue", "free_port", "running_app",
-           "scrape", "stats"]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Poll ``cond`` every ``step`` seconds until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+__all__ = [
+    "REPO",
+    "all_at_once",
+    "assert_stylised",
+    "client",
+    "delta",
+    "fill_queue",
+    "free_port",
+    "running_app",
+    "scrape",
+    "stats",
+    "wait_until",
+]
 
 
 @contextmanager

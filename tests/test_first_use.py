@@ -7,7 +7,6 @@ import contextlib
 import http.server
 import mmap
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import free_port
 
 from animegan import Registry, WeightsError, settings, stylize
 from animegan.__main__ import main
@@ -48,9 +48,7 @@ def weights_host() -> Iterator[tuple[str, list[tuple[str, str]]]]:
 
 
 def dead_url() -> str:
-    with socket.socket() as s:  # bound, then released: nobody listens there
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"  # bound, then released: nobody listens there
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import importlib.util
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "install.py"
@@ -105,13 +105,6 @@ def index_server() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_probe_asks_the_index_for_torch(install) -> None:
     with index_server() as (url, asked):
         assert install.index_reachable(url)
@@ -121,7 +114,7 @@ def test_the_probe_asks_the_index_for_torch(install) -> None:
 
 def test_an_unreachable_index_fails_fast(install) -> None:
     start = time.monotonic()
-    assert not install.index_reachable(f"http://127.0.0.1:{closed_port()}/simple")
+    assert not install.index_reachable(f"http://127.0.0.1:{free_port()}/simple")
     assert not install.index_reachable("not a url")
     assert time.monotonic() - start < install.PROBE_SECONDS
 
@@ -135,7 +128,7 @@ def run_main(install, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
 
 
 def test_unreachable_cpu_index_falls_back_to_the_default_one_in_one_line(install, monkeypatch, capsys) -> None:
-    index = f"http://127.0.0.1:{closed_port()}/simple"
+    index = f"http://127.0.0.1:{free_port()}/simple"
     lines = run_main(install, monkeypatch, capsys, index)
     said = [ln for ln in lines if "cannot be reached" in ln]
     assert len(said) == 1 and index in said[0] and "--torch-index" in said[0] and "run this again" in said[0]

@@ -7,19 +7,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from harness import wait_until
 
 from animegan import memory, stylize
 
 pytestmark = pytest.mark.skipif(memory._LIBC is None, reason="needs glibc (malloc_trim, mallopt)")
-
-
-def wait_for(cond, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_trim_waits_until_no_run_is_active_then_happens_once() -> None:
@@ -30,7 +22,7 @@ def test_trim_waits_until_no_run_is_active_then_happens_once() -> None:
     time.sleep(0.2)
     assert release.trims == 0    # one run is still going
     release.__exit__(None)
-    assert wait_for(lambda: release.trims == 1)
+    assert wait_until(lambda: release.trims == 1)
     time.sleep(0.2)
     assert release.trims == 1
 
@@ -42,7 +34,7 @@ def test_a_new_run_cancels_the_pending_trim() -> None:
     with release:                # starts before the idle delay ran out
         time.sleep(0.5)
         assert release.trims == 0
-    assert wait_for(lambda: release.trims == 1)
+    assert wait_until(lambda: release.trims == 1)
 
 
 def test_a_busy_process_still_trims_every_max_runs() -> None:
@@ -57,12 +49,12 @@ def test_rss_returns_to_rest_once_idle(registry, monkeypatch) -> None:
     monkeypatch.setattr(memory.cpu_heap_release, "max_runs", 1000)  # only the idle trim, in this test
     photo = np.random.default_rng(5).integers(0, 256, (384, 384, 3), dtype=np.uint8)
     stylize(photo, "hayao", registry=registry, device="cpu", max_side=0)
-    assert wait_for(lambda: memory.cpu_heap_release._timer is None, memory.IDLE_TRIM_DELAY_S + 5)
+    assert wait_until(lambda: memory.cpu_heap_release._timer is None, memory.IDLE_TRIM_DELAY_S + 5)
     rest = memory.process_rss()
     stylize(photo, "hayao", registry=registry, device="cpu", max_side=0)
     kept = memory.process_rss()  # right after the run the heap is kept for the next one
     assert kept > rest + (50 << 20)
-    assert wait_for(lambda: memory.process_rss() < rest + (kept - rest) / 2, memory.IDLE_TRIM_DELAY_S + 5), \
+    assert wait_until(lambda: memory.process_rss() < rest + (kept - rest) / 2, memory.IDLE_TRIM_DELAY_S + 5), \
         (rest >> 20, kept >> 20, memory.process_rss() >> 20)
 
 
@@ -87,7 +79,7 @@ def test_concurrent_runs_share_one_release() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert wait_for(lambda: release.trims == 1)
+    assert wait_until(lambda: release.trims == 1)
     time.sleep(0.2)
     assert release.trims == 1
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import REPO, SHARED, load_bench
-from harness import stats
+from harness import stats, wait_until
 from PIL import Image
 
 from animegan import temp_files
@@ -71,15 +71,6 @@ def _raw_stylize(raw, data: bytes, name: str) -> dict:
     return msg
 
 
-def _wait_until(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
 @pytest.fixture(scope="module")
 def mcp_app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     """The app with --mcp and a 6 s max age, its uploads in an operator's folder; yields (url, process, tmp)."""
@@ -123,8 +114,8 @@ def test_mcp_inputs_and_result_copies_expire_after_the_max_age(mcp_app) -> None:
              for p in made}
     assert kinds == {"mcp", "results", "gradio"}, sorted(made)  # the MCP copy, our results, Gradio's uploads+copies
     assert any(p.name == "plain_hayao.png" and "uploads" in p.parts for p in made)  # Gradio's copy of the result
-    assert _wait_until(lambda: not (set(_files(tmp)) & set(made) - {p for p in made if "animegan-results" in str(p)}),
-                       MAX_AGE_S + 20), sorted(set(_files(tmp)) & set(made))
+    assert wait_until(lambda: not (set(_files(tmp)) & set(made) - {p for p in made if "animegan-results" in str(p)}),
+                       MAX_AGE_S + 20, step=0.25), sorted(set(_files(tmp)) & set(made))
 
 
 def test_the_attack_replay_rows_hold(mcp_app) -> None:
