@@ -38,7 +38,7 @@ from typing import Any
 import av
 import numpy as np
 
-from . import imaging
+from . import clip_probe, imaging
 from .options import Notice, RunOptions, downscaled_notice
 from .styles import StyleSpec
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
@@ -203,6 +203,8 @@ def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXEL
                "enable_drefs": "0", "use_absolute_path": "0",
                "max_pixels": cap}  # also given to the decoders the probe opens (avformat_find_stream_info)
     open_s = OPEN_TIMEOUT_S if timeout is None else max(0.1, min(timeout, OPEN_TIMEOUT_S))
+    if fmt in clip_probe.LAZY_FORMATS:  # streams FFmpeg finds only while probing get no pixel cap: probe apart first
+        _probed_apart(p, fmt, options, max_pixels, open_s)
     try:
         container = av.open(str(p), format=fmt, options=options, metadata_errors="ignore",
                             timeout=(open_s, READ_TIMEOUT_S))
@@ -219,6 +221,19 @@ def _opened(path: str | os.PathLike, max_pixels: int = imaging.DEFAULT_MAX_PIXEL
         yield container
     finally:
         container.close()
+
+
+def _probed_apart(path: Path, fmt: str, options: dict[str, str], max_pixels: int, timeout: float) -> None:
+    """FFmpeg's probe of ``path`` in a memory-capped child (:mod:`clip_probe`); refuses what did not fit in it, or
+    a video stream over ``max_pixels``, before this process's own probe decodes anything."""
+    try:
+        found = clip_probe.streams(path, fmt, options, _decoder_cap(max_pixels), timeout)
+    except clip_probe.ProbeRefused as exc:
+        raise VideoError(str(exc)) from None
+    for kind, w, h in found:
+        if kind == "video" and w * h > max_pixels:
+            raise VideoError(f"the video's frames are {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
+                             f"{max_pixels / 1e6:.0f} MP per frame. Downscale it first.")
 
 
 def _decoder_cap(max_pixels: int) -> int:

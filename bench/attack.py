@@ -315,6 +315,24 @@ def png_frame_mov(side: int, at: int = 0, frames: int = 4) -> bytes:
     return buf.getvalue()
 
 
+def huge_frame_stream(side: int, fmt: str = "vob", late_table: bool = False) -> bytes:
+    """One side x side H.264 frame in an MPEG-PS (``vob``) or MPEG-TS (``mpegts``): readers whose streams FFmpeg
+    finds only while probing, where no decoder option (the pixel cap) can reach the decoders its probe opens. A TS
+    names its streams in its header unless its program table comes after the first 5 MB (FFmpeg's probe size):
+    ``late_table`` puts that many null packets first."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = side, side, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((side, side, 3), np.uint8), "rgb24")
+        for packet in [*v.encode(frame), *v.encode()]:
+            out.mux(packet)
+    null_packets = b"\x47\x1f\xff\x10" + b"\xff" * 184  # PID 0x1FFF: padding every reader skips
+    return (null_packets * 30_000 if late_table else b"") + buf.getvalue()  # 5.6 MB
+
+
 def _mp2_packets(out: Any, count: int, streams: int = 1, frames: int = 0) -> None:
     """``count`` packets of 8 kb/s MP2 noise (one encoded packet repeated) on each of ``streams`` audio streams
     of ``out``, after ``frames`` 64x48 H.264 frames at 12 fps."""

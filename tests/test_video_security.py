@@ -171,6 +171,13 @@ def test_5_a_frame_over_the_pixel_cap_is_refused_before_its_pixels_exist(app: di
     assert "4 megapixel" in error or "4 MP" in error, error
 
 
+def test_5_streams_found_only_while_probing_are_probed_apart(app: dict) -> None:
+    """An MPEG-PS names no stream before FFmpeg's probe, which then decoded an 8192x8192 frame of a 14 KB file
+    in the server without the pixel cap (+150 MiB); now a capped child probes it first."""
+    error = _refused(app, attack.huge_frame_stream(8192, "vob"), "huge.mpg", "8192x8192", seconds=15, rss_mib=48)
+    assert "the limit is 4 MP" in error, error
+
+
 # -- 6. many audio streams -----------------------------------------------------------------------------------
 def test_6_many_audio_streams_are_refused_and_a_few_extra_ones_left_out(app: dict) -> None:
     _refused(app, attack.many_audio_mkv(100), "many.mkv", f"more than {video.MAX_STREAMS} streams", rss_mib=48)
@@ -238,3 +245,47 @@ def test_the_allow_list_names_the_container_before_ffmpeg_opens_it(tmp_path: Pat
     playlist.write_bytes(b"\0\0\0\x18ftypisom" + attack.hls_playlist([str(tmp_path / "y.mp4")]))
     with pytest.raises(VideoError, match="not a video this app can read"):
         video.probe(playlist)
+
+
+def test_a_probe_that_needs_more_than_its_budget_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's address-space cap: FFmpeg's probe could not allocate the frame, so the file is refused (not
+    passed on with what the probe saw without it); a clip within the budget is probed once per file."""
+    from animegan import clip_probe
+
+    huge = tmp_path / "huge.mpg"
+    huge.write_bytes(attack.huge_frame_stream(4096))
+    with pytest.raises(clip_probe.ProbeRefused, match="needs more than 40 MiB"):
+        clip_probe.streams(huge, "mpeg", {}, 100, timeout=10, budget=40 << 20)
+    found = clip_probe.streams(huge, "mpeg", {}, 100, timeout=10)
+    assert found == [("video", 4096, 4096)]
+    spawned = []
+    monkeypatch.setattr(clip_probe, "_run_child", lambda *a: spawned.append(a))
+    assert clip_probe.streams(huge, "mpeg", {}, 100, timeout=10) == found and not spawned  # remembered
+    ok = tmp_path / "ok.mpg"
+    ok.write_bytes(attack.clip_bytes(6, (96, 64), fmt="vob"))
+    monkeypatch.undo()
+    assert clip_probe.streams(ok, "mpeg", {}, 100, timeout=10, budget=40 << 20) == [("video", 96, 64)]
+    assert video.probe(ok, VideoLimits(max_pixels=MAX_PIXELS)).frames in (6, 7)
+
+
+def test_an_mpeg_ts_with_a_late_program_table_is_probed_apart(tmp_path: Path) -> None:
+    """The TS form of the same hole (its program table after FFmpeg's first 5 MB), in a fresh process: the
+    server test above cannot show it too, as its freed 150 MiB stay in the allocator and hide a second one."""
+    import subprocess
+    import sys
+
+    late = tmp_path / "late.ts"
+    late.write_bytes(attack.huge_frame_stream(8192, "mpegts", late_table=True))
+    code = ("import sys\nfrom pathlib import Path\nfrom animegan import video\n"
+            "def kib(key):\n    status = Path('/proc/self/status').read_text().split(key + ':')[1]\n"
+            "    return int(status.split()[0])\n"
+            "Path('/proc/self/clear_refs').write_text('5')  # the peak (VmHWM) from now on\n"
+            "before = kib('VmRSS')\n"
+            "try:\n    video.probe(sys.argv[1], video.VideoLimits(max_pixels=4_000_000))\n"
+            "except video.VideoError as exc:\n    print(exc)\n"
+            "print((kib('VmHWM') - before) // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(late)], capture_output=True, text=True, timeout=120,
+                          check=True)
+    message, grew_mib = done.stdout.strip().splitlines()
+    assert "8192x8192" in message and "the limit is 4 MP" in message, done.stdout
+    assert int(grew_mib) < 48, done.stdout
