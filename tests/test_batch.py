@@ -44,7 +44,7 @@ def app(hayao_pt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
     (tmp / "tmp").mkdir()
     with running_app(tmp, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu", "--max-batch", str(LIMIT),
                      "--max-queue", "3", "--concurrency", "1", "--result-cache-size", "0",
-                     env={"TMPDIR": str(tmp / "tmp")}) as url:
+                     env={"TMPDIR": str(tmp / "tmp"), "ANIMEGAN_CLIENT_GRACE": "1"}) as url:
         yield App(url, tmp)
 
 
@@ -116,6 +116,26 @@ def test_a_batch_nobody_could_convert_fails_and_leaves_no_zip(app: App, files: d
     with pytest.raises(AppError, match="None of the 2 photos could be converted.*notes.png.*cut.jpg"):
         client(app.url, tmp_path).predict([handle_file(str(files["text"])), handle_file(str(files["cut"]))],
                                           "hayao", SIDE, api_name="/stylize_batch")
+    assert sorted(p for p in app.results() if p.suffix in (".zip", ".part")) == zips
+
+
+def test_a_batch_nobody_waits_for_stops_and_leaves_no_zip(app: App, photos: dict[str, Path]) -> None:
+    """A raw client joins a batch of three native-size photos, listens until the first photo starts, then goes: the
+    batch stops between tiles or photos, and neither a ZIP nor the photos after it are made."""
+    raw = attack.Raw(app.url)
+    data = photos["kyoto_street_kimono"].read_bytes()
+    entries = [{"path": raw.upload(data, f"k{i}.jpg"), "meta": {"_type": "gradio.FileData"}} for i in range(3)]
+    zips = sorted(p for p in app.results() if p.suffix in (".zip", ".part"))
+    before = stats(app.url)
+    status, _, session = raw.join(raw.fn_index("stylize_batch"), attack.batch_data(entries, side=0))
+    assert status == 200
+    with raw.http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if '"process_starts"' in line:
+                break  # the client goes away while the first photo runs
+    assert wait_until(lambda: stats(app.url)["running"] == 0, timeout=60)
+    after = stats(app.url)
+    assert after["stopped"] == before["stopped"] + 1 and after["succeeded"] <= before["succeeded"] + 1, after
     assert sorted(p for p in app.results() if p.suffix in (".zip", ".part")) == zips
 
 
@@ -207,4 +227,10 @@ def test_many_photos_in_the_page(app: App, files: dict[str, Path], tmp_path: Pat
         with page.expect_download() as download:
             page.locator(f"#batch-zip a[href$='/{ZIP_NAME}']").click()
         assert list(_entries(download.value.path())) == ["railway_crossing_hayao.png", "cars_bridge_forest_hayao.png"]
+        # A fourth file is added to the three: over the limit, refused at once, the reason on the file box.
+        page.locator("#batch-files input[type=file]").set_input_files([str(files["twin"])])
+        expect(page.locator("#batch-files tr")).to_have_count(4, timeout=10_000)
+        page.locator("#batch-convert").click()
+        expect(page.locator("#batch-files")).to_contain_text(f"A batch holds at most {LIMIT} photos", timeout=10_000)
+        expect(notice).to_contain_text("2 of 3 photos converted")  # the last batch's notice stays as it was
         page.close()
