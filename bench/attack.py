@@ -672,6 +672,13 @@ def a8_messages(raw: Raw, server: Server) -> list[Row]:
     status, answer, _ = raw.join(987654, stylize_data(photo))
     rows.append(Row("8", "an unknown fn_index", "400 with a message, no 500", f"HTTP {status}: {answer}",
                     status == 400))
+    # /stylize_batch (the named route curl users call): a batch far over --max-batch, and a photo where the list goes
+    for name, data, expect in [("a batch of 200 photos", batch_data([photo] * 200), "at most"),
+                               ("a photo where the batch's list goes", batch_data(photo), "takes a list of photo")]:
+        status, answer = raw.call_route("stylize_batch", data)
+        text = json.dumps(answer)[:160]
+        rows.append(Row("8", f"/stylize_batch: {name}", "refused before any work, with a message",
+                        f"HTTP {status}: {text}", status in (400, 422) and expect in text))
     return rows
 
 

@@ -234,3 +234,30 @@ def test_many_photos_in_the_page(app: App, files: dict[str, Path], tmp_path: Pat
         expect(page.locator("#batch-files")).to_contain_text(f"A batch holds at most {LIMIT} photos", timeout=10_000)
         expect(notice).to_contain_text("2 of 3 photos converted")  # the last batch's notice stays as it was
         page.close()
+
+
+def test_result_names_never_repeat_and_a_failed_file_leaves_its_name_free() -> None:
+    from animegan.batch import ResultNames
+
+    names = ResultNames()
+    assert names.take(names.free("IMG_1", "hayao")) == "IMG_1_hayao.png"
+    assert names.free("img_1", "hayao") == "img_1_hayao_2.png"  # case ignored: both unpack on Windows and macOS
+    assert names.free("IMG_2", "hayao") == "IMG_2_hayao.png"    # asked for, never taken (its photo failed) ...
+    assert names.take(names.free("IMG_2", "hayao")) == "IMG_2_hayao.png"  # ... so it is still free
+    assert names.take(names.free("IMG_1", "hayao", "mp4")) == "IMG_1_hayao.mp4"
+
+
+def test_an_unfinished_zip_is_never_seen_under_its_name(tmp_path: Path) -> None:
+    from animegan.batch import BatchTooLarge, ResultZip, check_count
+
+    done, stopped = ResultZip(tmp_path / "a.zip"), ResultZip(tmp_path / "b.zip")
+    for z in (done, stopped):
+        z.add("x_hayao.png", b"png bytes")
+        assert not z.path.exists()
+    assert _entries(done.finish()) == {"x_hayao.png": b"png bytes"}
+    stopped.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+    check_count(3, 3)
+    for count, limit, text in [(4, 3, "at most 3 photos"), (1, 0, "one photo at a time")]:
+        with pytest.raises(BatchTooLarge, match=text):
+            check_count(count, limit)
