@@ -104,6 +104,11 @@ class ServeConfig:
             return GPU_CONCURRENCY
         return CPU_WORKERS
 
+    def batch_limit(self) -> int:
+        """Photos one batch may hold: ``--max-batch``, never more than ``--max-queue`` (a batch counts as its photos
+        against the queue's free places when it joins, so a larger one could never be let in)."""
+        return min(self.max_batch, self.max_queue)
+
     def threads(self) -> int | None:
         """torch intra-op threads per conversion on CPU, so that workers x threads = cores."""
         if self.torch_threads:

@@ -261,3 +261,14 @@ def test_an_unfinished_zip_is_never_seen_under_its_name(tmp_path: Path) -> None:
     for count, limit, text in [(4, 3, "at most 3 photos"), (1, 0, "one photo at a time")]:
         with pytest.raises(BatchTooLarge, match=text):
             check_count(count, limit)
+
+
+def test_the_max_batch_flag() -> None:
+    from animegan.serving import load_config
+
+    assert load_config([], environ={}).batch_limit() == 10
+    assert load_config(["--max-batch", "30"], environ={}).batch_limit() == 16  # never more than --max-queue
+    assert load_config(["--max-queue", "40"], environ={"ANIMEGAN_MAX_BATCH": "30"}).batch_limit() == 30
+    assert load_config(["--max-batch", "0"], environ={}).batch_limit() == 0  # no batches
+    with pytest.raises(SystemExit):
+        load_config(["--max-batch", "-1"], environ={})

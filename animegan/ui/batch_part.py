@@ -59,8 +59,7 @@ class BatchPart:
     def __init__(self, tab: PhotoTab) -> None:
         self.tab = tab
         self.app = tab.app
-        # A batch counts as its photos against the queue (admit_batch), so it can never hold more than the queue takes.
-        self.limit = min(self.app.config.max_batch, self.app.config.max_queue)
+        self.limit = self.app.config.batch_limit()
 
     # -- admission ------------------------------------------------------------------------------
     def refusal(self, count: int) -> str | None:
@@ -77,7 +76,7 @@ class BatchPart:
         return None
 
     def admit_batch(self, files: Any, style: Any = None, max_side: Any = None, keep_brightness: Any = None,
-              framing: Any = None, background: Any = None, keep_color: Any = None) -> tuple[dict, ...]:
+                    framing: Any = None, background: Any = None, keep_color: Any = None) -> tuple[dict, ...]:
         """Gradio's validator for both events: it runs when the request joins the queue, before it waits, so a batch
         over the limits is refused at once (the page shows the reason on the file box). Only the number of photos
         is judged here; everything else is the handler's, as for a single photo."""
