@@ -75,14 +75,13 @@ class BatchPart:
                     "counts as its photos). Send fewer, or try again in a moment.")
         return None
 
-    def admit_batch(self, files: Any, style: Any = None, max_side: Any = None, keep_brightness: Any = None,
-                    framing: Any = None, background: Any = None, keep_color: Any = None) -> tuple[dict, ...]:
+    def admit_batch(self, files: Any, *settings: Any) -> tuple[dict, ...]:
         """Gradio's validator for both events: it runs when the request joins the queue, before it waits, so a batch
         over the limits is refused at once (the page shows the reason on the file box). Only the number of photos
         is judged here; everything else is the handler's, as for a single photo."""
         count = len(files) if isinstance(files, (list, tuple)) else 0
         problem = self.refusal(count) if count else None
-        return (gr.validate(problem is None, problem or ""), *(gr.validate(True, "") for _ in range(6)))
+        return (gr.validate(problem is None, problem or ""), *(gr.validate(True, "") for _ in settings))
 
     # -- conversion -----------------------------------------------------------------------------
     def stylize_batch(self, files: Any, style: str | None, max_side: Any, keep_brightness: Any = False,
