@@ -136,6 +136,7 @@ class BatchPart:
         outcome = Outcome(spec.name, len(payloads), started)
         names = ResultNames()
         try:
+            yield outcome  # the page clears the last batch's gallery and ZIP at once
             for i, payload in enumerate(payloads):
                 shown = shown_name(payload, i)
                 step = _PhotoProgress(progress, i, len(payloads))
