@@ -25,6 +25,7 @@ import av
 from tqdm.auto import tqdm
 
 from . import flags, imaging, video
+from .batch import ResultNames
 from .engine import ConversionTimeout, LocalConverter, OutOfMemory, device_and_precision
 from .framing import KEEP, DetectorMissing
 from .memory import fmt_bytes, parse_bytes
@@ -158,7 +159,7 @@ def convert_main(argv: list[str]) -> int:
                          keep_color=args.keep_color)
     convert = LocalConverter(registry)
     failed = 0
-    written: set[Path] = set()
+    names = ResultNames()
     # The user's own files: no duration or frame-count limit unless asked for; the per-frame pixel guard stays.
     limits = video.VideoLimits(max_seconds=args.max_video_seconds or float("inf"), max_frames=2**62,
                                max_pixels=args.max_pixels)
@@ -166,11 +167,8 @@ def convert_main(argv: list[str]) -> int:
         start = time.perf_counter()
         try:
             is_clip = video.is_video(path)
-            n = 1
-            target = args.out / imaging.result_name(path.stem, spec.id, ext="mp4" if is_clip else "png")
-            while target in written:  # same stem from two folders (or a.jpg and a.png): keep both
-                n += 1
-                target = args.out / imaging.result_name(path.stem, spec.id, ext="mp4" if is_clip else "png", n=n)
+            # same stem from two folders (or a.jpg and a.png): keep both (the web app's batch ZIP names alike)
+            target = args.out / names.free(path.stem, spec.id, ext="mp4" if is_clip else "png")
             if is_clip:
                 notices = _convert_video(path, target, options, registry, limits, args)
                 size = target.stat().st_size
@@ -179,7 +177,7 @@ def convert_main(argv: list[str]) -> int:
                 data = imaging.encode_png(result.image)
                 target.write_bytes(data)
                 notices, size = result.stats.notices, len(data)
-            written.add(target)
+            names.take(target.name)
             if not args.quiet:
                 for notice in notices:  # stderr: stdout stays one line per written file, for scripts
                     tqdm.write(f"{path}: {notice}", file=sys.stderr)

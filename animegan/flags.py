@@ -115,6 +115,8 @@ FLAGS: dict[str, Flag] = _flags(
          "decoding (default 50000000)", int),
     Flag("timeout", "ANIMEGAN_TIMEOUT", "seconds one request may run (decode, model, encode), checked after decoding, "
          "between tiles and before encoding (0: no limit; default 300)", float),
+    Flag("max_batch", "ANIMEGAN_MAX_BATCH", "most photos in one many-photos batch (page or /stylize_batch), at most "
+         "--max-queue: each photo has the single photo's limits and counts as one request (0: no batches; default 10)", int),
     Flag("temp_max_age", "ANIMEGAN_TEMP_MAX_AGE", "seconds uploads and results stay on the server's disk "
          "(default 10800)", int),
     Flag("backend", "ANIMEGAN_BACKEND", "where conversions run: local (this process, default) or ray (Ray Serve "

@@ -209,6 +209,9 @@ def answer_input_errors(demo: Any, answer: Callable[[str | None, str, Exception]
     fails in ``Blocks.preprocess_data`` (6.31: ``async (block_fn, inputs, state, explicit_call)``), before any
     handler runs, and Gradio answers ``{"error": null}`` (``show_error=False`` hides its own text, which may name
     server paths). Gradio offers no hook there, so the method is wrapped on this demo; ``gr.Error`` passes as it is.
+    An event's validator runs the same preprocessing when the request joins the queue (6.31:
+    ``queueing.create_validator_fn``), as a function with no API name and the validator's own ``__name__``, so
+    ``answer`` gets that name (``tests/test_batch.py::test_hostile_bodies_get_readable_answers``).
     """
     import gradio as gr
 

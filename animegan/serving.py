@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import flags, imaging
+from .batch import DEFAULT_MAX_BATCH
 from .memory import parse_bytes, shared_budget
 from .options import check_keep_color
 from .precision import PRECISIONS
@@ -71,6 +72,7 @@ class ServeConfig:
     tile: int | None = None               # None: planned from the budget; 0: whole image; N: N px tiles
     max_pixels: int = imaging.DEFAULT_MAX_PIXELS
     timeout: float | None = DEFAULT_TIMEOUT_S  # None: no limit
+    max_batch: int = DEFAULT_MAX_BATCH    # photos in one batch (0: none); each has a photo's limits and timeout
     temp_max_age: int = DEFAULT_TEMP_MAX_AGE_S
     backend: str = "local"                # where conversions run: this process, or Ray Serve replicas
     ray_address: str | None = None        # None: start a local Ray instance and deploy the replicas there
@@ -101,6 +103,11 @@ class ServeConfig:
         if self.device_type == "cuda":
             return GPU_CONCURRENCY
         return CPU_WORKERS
+
+    def batch_limit(self) -> int:
+        """Photos one batch may hold: ``--max-batch``, never more than ``--max-queue`` (a batch counts as its photos
+        against the queue's free places when it joins, so a larger one could never be let in)."""
+        return min(self.max_batch, self.max_queue)
 
     def threads(self) -> int | None:
         """torch intra-op threads per conversion on CPU, so that workers x threads = cores."""
@@ -242,6 +249,7 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         tile=pick("tile"),
         max_pixels=_or(pick("max_pixels"), imaging.DEFAULT_MAX_PIXELS),
         timeout=_timeout(pick("timeout")),
+        max_batch=_or(pick("max_batch"), DEFAULT_MAX_BATCH),
         temp_max_age=_or(pick("temp_max_age"), DEFAULT_TEMP_MAX_AGE_S),
         backend=(pick("backend") or "local").strip().lower(),
         ray_address=pick("ray_address"),
@@ -280,6 +288,8 @@ def _config(a: argparse.Namespace, env: Mapping[str, str], argv: list[str]) -> S
         value = getattr(config, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be more than 0, got {value}")
+    if config.max_batch < 0:
+        raise ValueError(f"--max-batch must be 0 (no batches) or more, got {config.max_batch}")
     if config.webcam_streams < 0:
         raise ValueError(f"--webcam-streams must be 0 (no webcam mirror) or more, got {config.webcam_streams}")
     if config.tile is not None and config.tile < 0:

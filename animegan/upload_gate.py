@@ -92,6 +92,16 @@ class UploadGate:
         return fd, real
 
 
+def display_name(payload: Any) -> str:
+    """The file name a payload gives (its ``orig_name``, else its path's last part), to name it in a message; read
+    from the payload alone, so it works for one the gate refuses. "" when there is none. Not sanitised here."""
+    try:
+        _, name = _payload_path(payload)
+    except PhotoRefused:
+        return ""
+    return Path(name).name
+
+
 def _payload_path(payload: Any) -> tuple[str, str]:
     """Gradio's file payload (dict or FileData) or a plain path string -> (path, display name)."""
     if hasattr(payload, "model_dump"):

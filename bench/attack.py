@@ -96,6 +96,25 @@ class Raw:
                     return None
         return None
 
+    def call_route(self, api_name: str, data: Any, timeout: float = 120) -> tuple[int, Any]:
+        """The named route, as curl users call it: POST ``call/NAME`` then read ``call/NAME/EVENT`` (SSE). Returns
+        (HTTP status of the POST, ``{"event": "complete"|"error", "data": ...}`` or the POST's own answer)."""
+        r = self.http.post(f"gradio_api/call/{api_name}", json={"data": data})
+        if r.status_code != 200:
+            try:
+                return r.status_code, r.json()
+            except ValueError:
+                return r.status_code, r.text[:200]
+        event_id, kind = r.json()["event_id"], None
+        with self.http.stream("GET", f"gradio_api/call/{api_name}/{event_id}",
+                              timeout=httpx.Timeout(timeout, read=timeout)) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:") and kind in ("complete", "error"):
+                    return r.status_code, {"event": kind, "data": json.loads(line[5:])}
+        return r.status_code, None
+
     def call(self, fn_index: int, data: list[Any], timeout: float = 120) -> tuple[int, Any]:
         """join + listen: (HTTP status of the join, the completion message or the join's error body)."""
         status, answer, session = self.join(fn_index, data)
@@ -118,6 +137,12 @@ def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = Fa
                  background: Any = "keep", keep_color: Any = 0) -> list[Any]:
     """/stylize's seven inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
     return [photo, style, side, keep, framing, background, keep_color]
+
+
+def batch_data(photos: Any, style: Any = "hayao", side: Any = 0, keep: Any = False, framing: Any = "face",
+               background: Any = "keep", keep_color: Any = 0) -> list[Any]:
+    """/stylize_batch's seven inputs as raw HTTP sends them: a list of photo files, then /stylize's settings."""
+    return [photos, style, side, keep, framing, background, keep_color]
 
 
 def video_data(clip: Any, style: Any = "hayao", side: Any = 0, temporal: Any = True, framing: Any = "whole",
@@ -435,6 +460,14 @@ def a1_server_files(raw: Raw, server: Server) -> list[Row]:
         rows.append(Row("1", f"/stylize with {name}", "refused, same message for every path",
                         f"HTTP {status}: {text or 'converted'} ({took:.1f} s, RSS +{mib(grew)})", held,
                         {"message": text, "rss_growth": grew}))
+    # The same files as one entry of a batch: refused when the batch joins (its validator reads the files), or
+    # named in its notice, never read.
+    batch_fn = raw.fn_index("stylize_batch")
+    for name, payload in targets:
+        status, msg = raw.call(batch_fn, batch_data([payload]))
+        text = error_text(msg) if status == 200 else json.dumps(msg)[:160]
+        held = status != 200 or (text is not None and (REFUSED in text or "upload" in text.lower()))
+        rows.append(Row("1", f"/stylize_batch with {name}", "refused, nothing read", f"HTTP {status}: {text}", held))
     messages = {r.extra["message"] for r in rows if r.extra.get("message") and "bare string" not in r.attack}
     rows.append(Row("1", "path oracle: messages for file / folder / missing / device", "one message for all",
                     f"{len(messages)} distinct message(s)", len(messages) == 1))
@@ -657,6 +690,13 @@ def a8_messages(raw: Raw, server: Server) -> list[Row]:
     status, answer, _ = raw.join(987654, stylize_data(photo))
     rows.append(Row("8", "an unknown fn_index", "400 with a message, no 500", f"HTTP {status}: {answer}",
                     status == 400))
+    # /stylize_batch (the named route curl users call): a batch far over --max-batch, and a photo where the list goes
+    for name, data, expect in [("a batch of 200 photos", batch_data([photo] * 200), "at most"),
+                               ("a photo where the batch's list goes", batch_data(photo), "takes a list of photo")]:
+        status, answer = raw.call_route("stylize_batch", data)
+        text = json.dumps(answer)[:160]
+        rows.append(Row("8", f"/stylize_batch: {name}", "refused before any work, with a message",
+                        f"HTTP {status}: {text}", status in (400, 422) and expect in text))
     return rows
 
 

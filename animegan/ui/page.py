@@ -26,7 +26,7 @@ from ..engine import Converter
 from ..registry import Registry
 from ..result_cache import ResultCache
 from ..serving import ServeConfig
-from . import texts, video_tab, webcam_tab
+from . import batch_part, texts, video_tab, webcam_tab
 from .photo_tab import PhotoTab
 from .state import StylizeApp
 from .video_tab import VideoTab
@@ -113,12 +113,13 @@ def _refusals(photo: PhotoTab, videos: VideoTab,
     handlers run, and Gradio answers them with ``{"error": null}`` (``show_error=False`` hides its text, which
     may name server paths). They get a message of ours instead, worded by the tab whose event it is (the photo's
     for every other event), and are counted like every failure."""
-    tabs: dict[str | None, Any] = {video_tab.API_NAME: videos}
+    tabs: dict[str | None, Any] = {video_tab.API_NAME: videos, batch_part.API_NAME: photo.batch,
+                                   batch_part.PAGE_NAME: photo.batch, batch_part.VALIDATOR_NAME: photo.batch}
     if webcam is not None:
         tabs[webcam_tab.API_NAME] = webcam
 
     def answer(api_name: str | None, name: str, exc: Exception) -> gr.Error:
-        tab = tabs.get(api_name, photo)
+        tab = tabs.get(api_name) or tabs.get(name) or photo  # a validator has no API name of its own
         path_refused = gradio_internals.is_refused_path(exc)
         if path_refused:  # Gradio's own file check: the same answer as the upload gate's
             log.warning("%s refused by Gradio's file check: %s", tab.noun, exc)

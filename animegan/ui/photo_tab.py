@@ -24,6 +24,7 @@ from ..framing import KEEP
 from ..imaging import InvalidImageError
 from ..upload_gate import PhotoRefused
 from . import inputs, texts
+from .batch_part import BatchPart
 from .state import CONVERT_GROUP, EXAMPLES_DIR, ZERO_GPU, LastRun, StylizeApp
 
 log = logging.getLogger("animegan.app")
@@ -189,6 +190,8 @@ class PhotoTab:
             self.examples = gr.Examples(rows, inputs=[self.photo, self.style, self.max_side, self.keep, self.framing,
                                                       self.background],
                                         example_labels=labels, label="Examples") if rows else None
+            self.batch = BatchPart(self)  # "Many photos": several at once, with the settings above
+            self.batch.add_part()
 
     def add_events(self) -> None:
         """The tab's events; call inside the demo's Blocks, after :meth:`add_tab`."""
@@ -223,6 +226,7 @@ class PhotoTab:
                         concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[self.slider])
             loaded.then(app.style_choices, outputs=[self.style], queue=False, api_visibility="private",
                         show_progress="hidden")
+        self.batch.add_events([self.style, self.max_side, self.keep, self.framing, self.background, self.keep_color])
         # The box clamps what is typed to 0..MAX_SIDE_LIMIT in the browser; the line under it says what that means.
         self.max_side.input(lambda v: gr.update(info=texts.side_info(v)), inputs=[self.max_side],
                             outputs=[self.max_side], queue=False, preprocess=False, concurrency_limit=None,

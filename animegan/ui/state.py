@@ -104,7 +104,9 @@ class StylizeApp:
         # The only files a request may make the server read: Gradio's uploads and our example photos.
         self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
-        self.photo_results = temp_files.ResultFolders(max(KEEP_RESULTS, 2 * config.workers()), config.temp_max_age)
+        # Each photo of a batch is a result folder too, and its gallery shows them until the batch ends.
+        self.photo_results = temp_files.ResultFolders(
+            max(KEEP_RESULTS, 2 * config.workers() * (1 + config.batch_limit())), config.temp_max_age)
         self._availability: tuple[float, int, dict[str, tuple[bool, str]]] = (0.0, -1, {})
         self._labels: tuple[str, ...] = ()  # the style choices as the page shows them
         # Results by photo content + style + settings (a repeat or an example skips the model), and where
