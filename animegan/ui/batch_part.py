@@ -7,7 +7,8 @@ on the same concurrency group (``state.CONVERT_GROUP``), holding one slot while 
 
 The rule that keeps a batch from being one free request (docs/app.md, "Many photos"):
 
-* at most ``--max-batch`` photos (default 20): a larger batch is refused before any photo is read;
+* at most ``--max-batch`` photos (default 10, never more than ``--max-queue``): a larger batch is refused
+  before any photo is read;
 * each photo has the single photo's limits (upload size, pixels, ``--timeout``), so a batch runs at most
   photos x ``--timeout``; the client watch stops it between photos when nobody waits for it any more;
 * a photo that can't be converted is named in the notice (its file name, made safe) and, when the file is
