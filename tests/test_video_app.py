@@ -357,7 +357,8 @@ def test_the_mcp_tool_describes_and_converts_a_clip(app: dict, shared: Path) -> 
     assert "_hayao.mp4" in text and "Hayao style: 48 frames at 64x48 px" in text, text
     tool = next(t for t in tools if t.name == "stylize_video")
     props = tool.inputSchema["properties"]
-    assert set(props) == {"video_file", "style", "max_side", "temporal", "framing", "keep_color"}
+    assert set(props) == {"video_file", "style", "max_side", "temporal", "framing", "keep_color", "side_by_side"}
+    assert "twice as wide" in props["side_by_side"]["description"]
     assert "own colours" in props["keep_color"]["description"]
     assert "center" in props["framing"]["description"] and "celeba_distill" in props["framing"]["description"]
     assert "2.5 s" in props["video_file"]["description"] and "hayao" in props["style"]["description"]
