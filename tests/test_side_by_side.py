@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_bench
 from gradio_client import handle_file
-from harness import client, running_app
+from harness import chromium, client, running_app
 from PIL import Image
 
 from animegan import Registry, framing, imaging, video
@@ -253,3 +253,31 @@ def test_the_api_takes_side_by_side_last_and_refuses_junk(app_url: str, small_ph
     status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(upload, "hayao", 64, side_by_side="junk"))
     assert status == 200 and not msg["success"], msg
     assert attack.error_text(msg).startswith("Side by side must be true or false, not 'junk'"), msg
+
+
+@pytest.mark.browser
+def test_the_page_checkbox_downloads_the_pair_and_the_slider_compares_the_halves(app_url: str,
+                                                                                 small_photo: Path) -> None:
+    """Ticked, the Photo tab's download is the side-by-side PNG and the slider shows its two halves (photo | result)."""
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app_url)
+        expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+        box = page.locator("#max-side input[type=number]")
+        box.fill("128")
+        box.press("Enter")
+        page.locator("#photo input[type=file]").set_input_files(str(small_photo))
+        page.locator("#side-by-side input[type=checkbox]").check()
+        page.locator("#convert").click()
+        expect(page.locator("#notice")).to_contain_text("Side by side: the input (left)", timeout=60_000)
+        expect(page.locator("#result-file a[href$='/railway_hayao_side_by_side.png']")).to_have_count(1)
+        slider = page.locator("#result img")
+        expect(slider).to_have_count(2)
+        for i in range(2):
+            expect(slider.nth(i)).to_have_js_property("complete", True)
+        sizes = slider.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+        w, h = imaging.fit_within(Image.open(small_photo).size, 128)
+        assert sizes == [[w, h], [w, h]], sizes  # each half, not the double-width picture
+        page.close()
