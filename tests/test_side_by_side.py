@@ -23,18 +23,17 @@ from animegan.engine import stylize
 from animegan.result_cache import MemoryCache
 
 attack = load_bench("attack")
+BENCH = load_bench("side_by_side")
+frames_of = BENCH.frames_of
 PORTRAIT = "face_paint_512_v2"
 ASTRONAUT = REPO / "animegan" / "examples" / "astronaut.jpg"
 FAST = {"device": "cpu", "precision": "fp32"}
-SIDE = 128
-FPS = 12
-FRAMES = 12
-TONE_RATE = 44100
+SIDE, FRAMES = BENCH.CLIP_SIZE[0], BENCH.CLIP_FRAMES
 # H.264 at CRF 18 (the encoder's setting) of the same pixels: the halves differ from the plain encodings only by the
-# codec's loss. Measured on the clip below (x264 of PyAV 18.1's FFmpeg): left half vs the input frames 37.9 dB at
-# the worst frame (mean abs diff <= 2.3 of 255), right half vs the plain result's frames 40.1 dB (<= 1.6); a wrong
-# pairing measures far lower: the left half vs the result 14.9 dB, the right half one frame off 29.5 dB at best.
-# 35 dB sits between, with ~3 dB for other x264 builds.
+# codec's loss. Measured on the clip below (x264 of PyAV 18.1's FFmpeg; `python bench/side_by_side.py halves`):
+# left half vs the input frames 37.9 dB at the worst frame (mean abs diff <= 2.3 of 255), right half vs the plain
+# result's frames 40.1 dB (<= 1.6); a wrong pairing measures far lower: the left half vs the result 14.9 dB, the
+# right half one frame off 29.5 dB at best. 35 dB sits between, with ~3 dB for other x264 builds.
 MIN_PSNR_DB = 35.0
 
 
@@ -62,36 +61,11 @@ def turned_photo(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def clip(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1 s at 12 fps, 128x96, a bright square crossing a real photo, with a 440 Hz AAC tone of the same length."""
-    base = np.asarray(Image.open(photos["railway_crossing"]).convert("RGB").resize((SIDE, 96), Image.LANCZOS))
-    path = tmp_path_factory.mktemp("clip") / "crossing.mp4"
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = SIDE, 96, "yuv420p"
-        aus = out.add_stream("aac", rate=TONE_RATE)
-        aus.layout = "mono"
-        for i in range(FRAMES):
-            rgb = base.copy()
-            rgb[30:46, i * 9:i * 9 + 16] = (250, 240, 40)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode(None))
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(TONE_RATE * FRAMES // FPS) / TONE_RATE)).astype(np.float32)
-        for start in range(0, tone.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = TONE_RATE, start
-            out.mux(aus.encode(chunk))
-        out.mux(aus.encode(None))
-    return path
+    return BENCH.crossing_clip(tmp_path_factory.mktemp("clip") / "crossing.mp4", photos["railway_crossing"])
 
 
 def rgb(image: Image.Image | str | Path) -> np.ndarray:
     return np.asarray(image if isinstance(image, Image.Image) else Image.open(image))
-
-
-def frames_of(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
 def sound_seconds(path: Path) -> float:
@@ -177,13 +151,10 @@ def test_a_video_side_by_side_has_every_frame_its_sound_and_both_halves(registry
         v = c.streams.video[0]
         assert (v.codec_context.width, v.codec_context.height, v.codec_context.pix_fmt) == (2 * SIDE, 96, "yuv420p")
         assert v.codec_context.name == "h264"
-    inputs, plain, side = frames_of(clip), frames_of(tmp_path / "plain.mp4"), frames_of(tmp_path / "side.mp4")
-    assert len(side) == len(plain) == len(inputs) == FRAMES
-    left = [imaging.psnr(f[:, :SIDE], x) for f, x in zip(side, inputs, strict=True)]
-    right = [imaging.psnr(f[:, SIDE:], p) for f, p in zip(side, plain, strict=True)]
-    assert min(left) >= MIN_PSNR_DB and min(right) >= MIN_PSNR_DB, (left, right)
-    # the halves are not interchangeable: the left is the clip, not the anime picture
-    assert max(imaging.psnr(f[:, :SIDE], p) for f, p in zip(side, plain, strict=True)) < 25
+    assert len(frames_of(tmp_path / "side.mp4")) == len(frames_of(tmp_path / "plain.mp4")) == FRAMES
+    psnr = BENCH.halves_psnr(clip, tmp_path / "plain.mp4", tmp_path / "side.mp4")  # every frame (zip strict)
+    assert min(psnr["left_vs_input"]) >= MIN_PSNR_DB and min(psnr["right_vs_plain"]) >= MIN_PSNR_DB, psnr
+    assert max(psnr["left_vs_plain (wrong)"]) < MIN_PSNR_DB and max(psnr["right_one_frame_off (wrong)"]) < MIN_PSNR_DB
     assert sound_seconds(tmp_path / "side.mp4") == pytest.approx(sound_seconds(clip), abs=0.05)
     assert sound_seconds(tmp_path / "side.mp4") == pytest.approx(sound_seconds(tmp_path / "plain.mp4"), abs=0.05)
 
