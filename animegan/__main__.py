@@ -3,7 +3,8 @@
 ``python -m animegan INPUT [INPUT|DIR ...] --style STYLE [--out DIR] ...`` converts photos and videos: each photo
 becomes ``<stem>_<style>.png`` in ``--out`` (``imaging.result_name``), each video ``<stem>_<style>.mp4`` with its
 sound (videos are recognised by probing the file, not by its name; see :mod:`animegan.video`), and one line per
-written file (path, size, seconds) goes to stdout unless ``--quiet``. A bad file is reported and skipped; the exit
+written file (path, size, seconds) goes to stdout unless ``--quiet``. ``--side-by-side`` puts the input left of the
+result (``<stem>_<style>_side_by_side.png`` / ``.mp4``). A bad file is reported and skipped; the exit
 code is 1 if any input failed, 2 for unusable arguments or missing weights.
 
 ``python -m animegan download [STYLE ...] [--to DIR]`` gets weights ready before they are needed (all styles by
@@ -156,7 +157,7 @@ def convert_main(argv: list[str]) -> int:
     options = RunOptions(style=spec.id, device=str(device), precision=args.precision, max_side=args.max_side,
                          keep_brightness=args.keep_brightness, framing=args.framing, background=args.background,
                          max_pixels=args.max_pixels, memory_budget=args.memory_budget, tile=args.tile,
-                         keep_color=args.keep_color)
+                         keep_color=args.keep_color, side_by_side=args.side_by_side)
     convert = LocalConverter(registry)
     failed = 0
     names = ResultNames()
@@ -168,7 +169,8 @@ def convert_main(argv: list[str]) -> int:
         try:
             is_clip = video.is_video(path)
             # same stem from two folders (or a.jpg and a.png): keep both (the web app's batch ZIP names alike)
-            target = args.out / names.free(path.stem, spec.id, ext="mp4" if is_clip else "png")
+            target = args.out / names.free(path.stem, spec.id, ext="mp4" if is_clip else "png",
+                                           side_by_side=args.side_by_side)
             if is_clip:
                 notices = _convert_video(path, target, options, registry, limits, args)
                 size = target.stat().st_size

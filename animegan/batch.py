@@ -35,13 +35,13 @@ class ResultNames:
     def __init__(self) -> None:
         self._taken: set[str] = set()
 
-    def free(self, stem: str, style: str, ext: str = "png") -> str:
+    def free(self, stem: str, style: str, ext: str = "png", side_by_side: bool = False) -> str:
         """``<stem>_<style>.<ext>``, or the first of ``_2``, ``_3``... not taken yet (case ignored)."""
         n = 1
-        name = result_name(stem, style, ext)
+        name = result_name(stem, style, ext, side_by_side=side_by_side)
         while name.casefold() in self._taken:
             n += 1
-            name = result_name(stem, style, ext, n=n)
+            name = result_name(stem, style, ext, n=n, side_by_side=side_by_side)
         return name
 
     def take(self, name: str) -> str:

@@ -19,6 +19,8 @@ grow with the duration and the model never waits on the codecs. (PyAV loads with
   Portrait styles may take ``center`` framing: the centre square of every frame at the style's training size.
 * Temporal stability: :class:`~animegan.temporal.FrameSmoother` (one per clip) carries layer statistics across
   frames.
+* Side by side (``RunOptions.side_by_side``): each styled frame is written beside its decoded input
+  (:func:`animegan.imaging.side_by_side`), twice as wide; the encoder's settings and the sound are unchanged.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import av
 import numpy as np
 
 from . import clip_probe, imaging
-from .options import Notice, RunOptions, downscaled_notice
+from .options import Notice, RunOptions, downscaled_notice, side_by_side_notice
 from .styles import StyleSpec
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
@@ -92,7 +94,7 @@ class VideoStats:
     seconds: float             # wall time of the whole conversion
     model_seconds: float       # of which the model ran
     input_size: tuple[int, int]    # display size of the input (rotation applied)
-    output_size: tuple[int, int]
+    output_size: tuple[int, int]   # the written video's (side by side: twice the styled frames' width)
     audio_kept: bool           # every audio stream copied or re-encoded (True when there is none)
     audio_mode: str            # "copied" | "aac" | "none"
     temporal: bool
@@ -103,6 +105,13 @@ class VideoStats:
     plan: str = ""
     scene_cuts: int = 0
     framing: str = "whole"     # or "center": the centre square of every frame
+    side_by_side: bool = False  # each frame's input left of its result
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """The styled frames' size: the output's, or its right half when side by side."""
+        w, h = self.output_size
+        return (w // 2, h) if self.side_by_side else (w, h)
 
     @property
     def processing_fps(self) -> float:
@@ -640,9 +649,9 @@ class _Writer:
             self.container.close()
 
 
-def result_path(dest_dir: str | os.PathLike, stem: str, style: str) -> Path:
+def result_path(dest_dir: str | os.PathLike, stem: str, style: str, side_by_side: bool = False) -> Path:
     """``<stem>_<style>.mp4`` in ``dest_dir`` (the photo naming rule, with the video's extension)."""
-    return Path(dest_dir) / imaging.result_name(stem, style, ext="mp4")
+    return Path(dest_dir) / imaging.result_name(stem, style, ext="mp4", side_by_side=side_by_side)
 
 
 FrameFn = Callable[[np.ndarray, "FrameSmoother | None"], np.ndarray]  # one RGB frame (and the clip's smoother) -> styled
@@ -683,6 +692,9 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
         notices.append(Notice("other", f"cropped to {size[0]}x{size[1]}: H.264 in yuv420p needs even sides"))
     if info.rotation:
         notices.append(Notice("other", f"turned upright ({info.rotation} degrees, from the rotation metadata)"))
+    written = (2 * size[0], size[1]) if options.side_by_side else size  # 2w: still even, as yuv420p needs
+    if options.side_by_side:
+        notices.append(side_by_side_notice(size))
     smoother = FrameSmoother(momentum) if temporal and momentum > 0 else None
 
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial.mp4")
@@ -697,7 +709,7 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
     done = False
     try:
         with _opened(source, limits.max_pixels, options.seconds_left()) as head:
-            writer = _Writer(tmp, head, size, info.fps)
+            writer = _Writer(tmp, head, written, info.fps)
         if writer.dropped_audio:
             notices.append(Notice("other", f"kept the first {MAX_AUDIO_STREAMS} of {MAX_AUDIO_STREAMS + writer.dropped_audio} "
                                            "audio streams"))
@@ -718,6 +730,8 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
                 t0 = time.perf_counter()
                 rgb = run_frame(item.rgb, smoother)
                 model_seconds += time.perf_counter() - t0
+                if options.side_by_side:
+                    rgb = imaging.side_by_side(item.rgb, rgb)
                 frames += 1
                 if on_frame:
                     on_frame(frames, max(expected, frames))
@@ -749,10 +763,10 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
                 tmp.unlink()
     seconds = time.perf_counter() - start_s
     return VideoStats(frames=frames, fps_in=info.fps, fps_out=_output_rate(dest), seconds=seconds,
-                      model_seconds=model_seconds, input_size=(info.width, info.height), output_size=size,
+                      model_seconds=model_seconds, input_size=(info.width, info.height), output_size=written,
                       audio_kept=True, audio_mode=writer.audio_mode, temporal=smoother is not None,
                       notices=notices, style=spec.id, scene_cuts=smoother.cuts if smoother else 0,
-                      framing="center" if center else "whole")
+                      framing="center" if center else "whole", side_by_side=options.side_by_side)
 
 
 def _short(read: int, listed: int) -> bool:

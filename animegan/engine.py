@@ -33,7 +33,7 @@ from . import framing as framing_mod
 from . import imaging, inference, memory
 from . import precision as precision_mod
 from .memory import PeakRSS, RunPlan, resolve_device
-from .options import Notice, RunOptions, downscaled_notice
+from .options import Notice, RunOptions, downscaled_notice, side_by_side_notice
 from .precision import default_precision
 from .registry import LoadedModel, Registry, WeightsArg, default_registry, registry_for
 from .result_cache import ResultCache, result_key
@@ -346,8 +346,9 @@ def stylize(image: imaging.ImageSource, style: str | StyleSpec = "hayao", *, reg
 
     Settings are :class:`~animegan.options.RunOptions` fields as keywords (``max_side``, ``keep_brightness``,
     ``keep_color`` (0 to 1: how far the result takes the photo's own colours), ``device``, ``precision``,
-    ``memory_budget``, ``tile``, ``max_pixels``), or one ``options``; ``deadline`` may also be given as seconds
-    from now (or a :class:`Deadline`).
+    ``memory_budget``, ``tile``, ``max_pixels``, ``side_by_side``: the photo as the model saw it left of the
+    result, in one image twice as wide), or one ``options``; ``deadline`` may also be given as seconds from now (or
+    a :class:`Deadline`).
     ``max_side``: None uses the style's recommended maximum, 0 keeps the native size.
     ``progress``: weight download (bytes done, total); ``on_tile``: (tiles done, total) while running.
     Raises ``InvalidImageError`` for unusable images, ``WeightsError`` when a style's weights are
@@ -388,6 +389,8 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
     notices: list[Notice] = [Notice("precision", decision.notice)] if decision.notice else []
     if photo.downscaled:
         notices.append(downscaled_notice(photo.original_size, photo.size, limit))
+    if options.side_by_side:
+        notices.append(side_by_side_notice(photo.size))
     h, w = photo.rgb.shape[:2]
     budget = memory.default_budget(dev, memory.parse_bytes(options.memory_budget))
     plan = memory.plan_run(h, w, dev.type, precision, budget, tile=options.tile)
@@ -410,6 +413,8 @@ def convert(image: imaging.ImageSource, options: RunOptions, *, registry: Regist
         notices.append(Notice("tiled", f"ran in {plan.describe()}"))
     rgb = imaging.match_photo(rgb, photo.rgb, brightness=options.keep_brightness, color=options.keep_color)
     out = imaging.to_image(rgb, photo.alpha)
+    if options.side_by_side:
+        out = Image.fromarray(imaging.side_by_side(photo.pixels, np.asarray(out)))
     n_tiles = plan.tile_count(h, w)
     stats = RunStats(
         style=spec.id, device=str(ran_on), precision=loaded.key.precision, original_size=photo.original_size,
@@ -446,14 +451,18 @@ def _cache_key(photo: imaging.Photo, loaded: LoadedModel, plan: RunPlan, dev: to
     run = ["layers", plan.tile] if plan.tiled else ["whole"]
     return result_key(photo.rgb, photo.alpha, style=loaded.spec.id, weights_fingerprint=loaded.weights_fingerprint,
                       settings={"keep_brightness": options.keep_brightness, "device": dev.type,
-                                "precision": loaded.key.precision, "run": run, **_color_setting(options)})
+                                "precision": loaded.key.precision, "run": run, **_output_settings(options)})
 
 
-def _color_setting(options: RunOptions) -> dict[str, object]:
-    """Keep colour's part of a cache key: absent when off, so the keys of results without it are unchanged."""
-    if not options.keep_color:
-        return {}
-    return {"keep_color": [float(options.keep_color), imaging.KEEP_COLOR_VERSION]}
+def _output_settings(options: RunOptions) -> dict[str, object]:
+    """Keep colour's and side by side's parts of a cache key: each absent when off, so the keys of results without
+    them are unchanged (and a plain result is never answered for a side-by-side request, nor the other way)."""
+    settings: dict[str, object] = {}
+    if options.keep_color:
+        settings["keep_color"] = [float(options.keep_color), imaging.KEEP_COLOR_VERSION]
+    if options.side_by_side:
+        settings["side_by_side"] = True
+    return settings
 
 
 def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: StyleSpec, registry: Registry,
@@ -469,7 +478,7 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
     photo = imaging.load_photo(image, max_side=(limit or None) if paste else None, max_pixels=options.max_pixels)
     deadline.check("after decoding the photo")
     background = _background(registry, options.background) if paste else None
-    inner = options.replace(framing="whole", max_side=0)  # each part at the size it is given
+    inner = options.replace(framing="whole", max_side=0, side_by_side=False)  # each part at the size it is given
     dev, decision = device_and_precision(options)
     loaded = registry.get(spec, dev, decision.precision, progress=progress)
     key = ""
@@ -485,7 +494,7 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
                              plan="result cache hit", cached=True, framing=options.framing)
             return StylizeResult(image_out, stats, hit)
     framed = framing_mod.frame(photo.rgb, options.framing)
-    pixels = photo.rgb if photo.alpha is None else np.dstack([photo.rgb, photo.alpha])
+    pixels = photo.pixels
     size = spec.train_size or max(photo.size)
     parts: list[RunStats] = []
     notices: list[Notice] = [Notice("framing", framed.notice)]
@@ -497,8 +506,10 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
         return np.asarray(result.image)
 
     if not paste:
-        out = Image.fromarray(run(framing_mod.crop_square(pixels, framed.squares[0], size, framed.tilts[0]), inner, spec))
+        before = framing_mod.crop_square(pixels, framed.squares[0], size, framed.tilts[0])
+        out = Image.fromarray(run(before, inner, spec))
     else:
+        before = pixels
         if background is None:
             canvas = photo.rgb.copy()
         else:
@@ -510,6 +521,9 @@ def _convert_framed(image: imaging.ImageSource, options: RunOptions, spec: Style
         if photo.downscaled:
             notices.insert(0, downscaled_notice(photo.original_size, photo.size, limit))
         out = imaging.to_image(canvas, photo.alpha)
+    if options.side_by_side:  # the square the style saw (face, center), or the whole photo (paste)
+        notices.append(side_by_side_notice(out.size))
+        out = Image.fromarray(imaging.side_by_side(before, np.asarray(out)))
     first = parts[0] if parts else None  # paste with no face and the photo kept: nothing ran
     stats = RunStats(
         style=spec.id, device=first.device if first else loaded.key.device,
@@ -552,7 +566,7 @@ def _framed_key(registry: Registry, loaded: LoadedModel, photo: imaging.Photo, o
     settings = {"keep_brightness": options.keep_brightness, "device": dev.type, "precision": precision,
                 "tile": options.tile, "memory_budget": options.memory_budget,
                 "detector": framing_mod.detector_name() if options.framing in ("face", "paste") else None,
-                **_color_setting(options)}
+                **_output_settings(options)}
     bg = "keep"
     if background is not None:
         bg = f"{background.id}:{registry.get(background, dev, precision).weights_fingerprint}"

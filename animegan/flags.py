@@ -185,6 +185,9 @@ CLI_FLAGS: dict[str, Flag] = _flags(
          "videos: whole (default) or center", choices=FRAMINGS),
     Flag("background", "", "with --framing paste: keep the rest of the photo (default), or stylise it with a scene "
          "style ({scenes})", metavar="keep|STYLE", default="keep"),
+    Flag("side_by_side", "", "put the input (as the model saw it: upright, resized, framed) left of the result, in "
+         "one picture exactly twice as wide, named <stem>_<style>_side_by_side.png (.mp4: videos, with their sound)",
+         kind="switch", default=False),
     replace(FLAGS["offline"], default=False),
     replace(FLAGS["max_pixels"]),   # None: the CLI applies imaging.DEFAULT_MAX_PIXELS, as the app does
     # one user: the CLI's default budget is the machine's (the app's is a share per conversion)

@@ -43,6 +43,11 @@ class Photo:
     def size(self) -> tuple[int, int]:
         return self.rgb.shape[1], self.rgb.shape[0]
 
+    @property
+    def pixels(self) -> np.ndarray:
+        """HxWx3 RGB, or HxWx4 RGBA when the photo has alpha."""
+        return self.rgb if self.alpha is None else np.dstack([self.rgb, self.alpha])
+
 
 def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``source`` fully, refusing empty, broken, non-image and oversized inputs with a clear message."""
@@ -292,6 +297,36 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
 
 
-def result_name(stem: str, style: str, ext: str = "png", n: int = 1) -> str:
-    """The one naming rule for results (CLI and web UI): ``<stem>_<style>.png``, ``_2``, ``_3``... for repeats."""
-    return f"{stem}_{style}{'' if n <= 1 else f'_{n}'}.{ext.lstrip('.')}"
+def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The input (left) beside the result (right) in one picture, as people share them: no border, exactly twice the
+    result's width and its height, so either half can be cut back out (:func:`halves`); the right half is ``after``
+    bit for bit. The one composition of photos and video frames.
+
+    ``before`` is the input as the model saw it; one of another size is resized to the result's (LANCZOS). Channels
+    follow the result's: an RGBA result gets an opaque alpha on the left when the input has none.
+    """
+    h, w = after.shape[:2]
+    if before.shape[:2] != (h, w):
+        before = np.asarray(Image.fromarray(before).resize((w, h), Image.LANCZOS))
+    channels = after.shape[2]
+    if before.shape[2] > channels:
+        before = before[..., :channels]
+    elif before.shape[2] < channels:
+        before = np.dstack([before, np.full((h, w, channels - before.shape[2]), 255, np.uint8)])
+    return np.concatenate([before, after], axis=1)
+
+
+def halves(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """A side-by-side picture cut back into (input, result)."""
+    w, h = image.size
+    return image.crop((0, 0, w // 2, h)), image.crop((w // 2, 0, w, h))
+
+
+SIDE_BY_SIDE_SUFFIX = "side_by_side"
+
+
+def result_name(stem: str, style: str, ext: str = "png", n: int = 1, side_by_side: bool = False) -> str:
+    """The one naming rule for results (CLI and web UI): ``<stem>_<style>.png``, ``_2``, ``_3``... for repeats;
+    ``<stem>_<style>_side_by_side.png`` for the input beside the result."""
+    layout = f"_{SIDE_BY_SIDE_SUFFIX}" if side_by_side else ""
+    return f"{stem}_{style}{layout}{'' if n <= 1 else f'_{n}'}.{ext.lstrip('.')}"

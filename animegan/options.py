@@ -41,6 +41,12 @@ def downscaled_notice(before: tuple[int, int], after: tuple[int, int], max_side:
                                 f"(max side {max_side}); set max side 0 for native size")
 
 
+def side_by_side_notice(size: tuple[int, int]) -> Notice:
+    """The one wording of "the input was put beside the result" (photos and videos); ``size``: each half's."""
+    return Notice("other", f"side by side: the input (left) and the result (right), {size[0]}x{size[1]} each, "
+                           f"in one picture {2 * size[0]}x{size[1]}")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """One conversion's settings. ``None`` means "the default for this style and device"."""
@@ -58,6 +64,7 @@ class RunOptions:
     timeout_s: float | None = None        # the limit the deadline came from, for messages
     framing: str | None = None            # portraits: face (None: the default), center, whole, paste; scenes: ignored
     background: str = "keep"              # paste: keep the photo around the faces, or a scene style's id
+    side_by_side: bool = False            # the input (as the model saw it) left of the result, twice as wide
 
     def __post_init__(self) -> None:
         check_keep_color(self.keep_color)

@@ -121,7 +121,7 @@ class ZeroGPUConverter:
                      limits: Any, momentum: float) -> tuple[Any, float | None]:
         stats = self.inner.clip(source, dest, options.rebased(left), temporal=temporal, limits=limits,
                                 momentum=momentum)
-        w, h = stats.output_size
+        w, h = stats.frame_size  # what the model ran on (side by side writes twice as wide)
         return stats, _per_mp(stats.model_seconds / max(stats.frames, 1), w * h)
 
     # -- durations: called by spaces.GPU with the call's own arguments -------------------------------

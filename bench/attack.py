@@ -134,21 +134,21 @@ def error_text(msg: Any) -> str | None:
 
 
 def stylize_data(photo: Any, style: Any = "hayao", side: Any = 0, keep: Any = False, framing: Any = "face",
-                 background: Any = "keep", keep_color: Any = 0) -> list[Any]:
-    """/stylize's seven inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
-    return [photo, style, side, keep, framing, background, keep_color]
+                 background: Any = "keep", keep_color: Any = 0, side_by_side: Any = False) -> list[Any]:
+    """/stylize's eight inputs as raw HTTP sends them (Gradio's protocol wants every input; its client fills defaults)."""
+    return [photo, style, side, keep, framing, background, keep_color, side_by_side]
 
 
 def batch_data(photos: Any, style: Any = "hayao", side: Any = 0, keep: Any = False, framing: Any = "face",
-               background: Any = "keep", keep_color: Any = 0) -> list[Any]:
-    """/stylize_batch's seven inputs as raw HTTP sends them: a list of photo files, then /stylize's settings."""
-    return [photos, style, side, keep, framing, background, keep_color]
+               background: Any = "keep", keep_color: Any = 0, side_by_side: Any = False) -> list[Any]:
+    """/stylize_batch's eight inputs as raw HTTP sends them: a list of photo files, then /stylize's settings."""
+    return [photos, style, side, keep, framing, background, keep_color, side_by_side]
 
 
 def video_data(clip: Any, style: Any = "hayao", side: Any = 0, temporal: Any = True, framing: Any = "whole",
-               keep_color: Any = 0) -> list[Any]:
+               keep_color: Any = 0, side_by_side: Any = False) -> list[Any]:
     """/stylize_video's raw inputs, in order (Gradio's raw protocol wants every one; gradio_client fills defaults)."""
-    return [clip, style, side, temporal, framing, keep_color]
+    return [clip, style, side, temporal, framing, keep_color, side_by_side]
 
 
 def mirror_data(frame: Any, style: Any = "hayao", temporal: Any = True, session: Any = None,

@@ -56,7 +56,8 @@ def test_events_are_wired_for_the_queue(registry: Registry) -> None:
     stylize = fns["stylize"]
     assert stylize.queue and stylize.concurrency_id == CONVERT_GROUP and stylize.concurrency_limit == 3
     assert [c.label for c in stylize.inputs] == ["Photo", "Style", "Max side (px)", "Keep brightness",
-                                                  "Framing", "Background (paste)", "Keep colours"]  # new inputs after the four
+                                                  "Framing", "Background (paste)", "Keep colours",
+                                                  "Side by side"]  # new inputs after the four
     example = fns["example"]  # an example click runs the page's Convert, in the same group, never cached by Gradio
     assert example.queue and example.concurrency_id == CONVERT_GROUP and example.concurrency_limit == 3
     assert example.fn == demo.animegan_photo.convert_page and not any(getattr(f, "cache_examples", None) for f in fns.values())

@@ -95,6 +95,20 @@ def test_the_zip_holds_what_stylize_gives_for_each_photo(app: App, files: dict[s
         assert_stylised(Path(png), photo, (batch.shape[1], batch.shape[0]))
 
 
+def test_side_by_side_reaches_every_photo_of_a_batch(app: App, files: dict[str, Path], tmp_path: Path) -> None:
+    """The tab's Side by side applies to "Convert all" too: each entry is the photo beside its plain result."""
+    c = client(app.url, tmp_path)
+    photo = files["cars_bridge_forest"]
+    path, _ = c.predict([handle_file(str(photo))], "hayao", SIDE, side_by_side=True, api_name="/stylize_batch")
+    entries = _entries(path)
+    assert list(entries) == ["cars_bridge_forest_hayao_side_by_side.png"]
+    pair = _pixels(entries["cars_bridge_forest_hayao_side_by_side.png"])
+    plain, _ = c.predict(handle_file(str(photo)), "hayao", SIDE, False, api_name="/stylize")
+    right = _pixels(Path(plain))
+    assert pair.shape[1] == 2 * right.shape[1] and pair.shape[0] == right.shape[0]
+    assert np.array_equal(pair[:, right.shape[1]:], right)
+
+
 def test_a_bad_file_is_named_and_deleted_while_the_others_convert(app: App, files: dict[str, Path],
                                                                    tmp_path: Path) -> None:
     c = client(app.url, tmp_path)

@@ -62,13 +62,13 @@ def test_the_app_flag_is_checked() -> None:
             load_config(["--keep-color", bad], {})
 
 
-def test_raw_requests_count_seven_and_six_values_and_bad_strengths_are_named(app_url: str, small_photo: Path,
+def test_raw_requests_count_every_value_and_bad_strengths_are_named(app_url: str, small_photo: Path,
                                                                            tmp_path: Path) -> None:
     raw = attack.Raw(app_url)
     photo = {"path": raw.upload(small_photo.read_bytes(), "photo.jpg"), "meta": {"_type": "gradio.FileData"}}
     fn = raw.fn_index("stylize")
     status, msg = raw.call(fn, attack.stylize_data(photo)[:6])  # a client of before: six values
-    assert status == 200 and not msg["success"] and "seven values" in attack.error_text(msg), msg
+    assert status == 200 and not msg["success"] and "eight values" in attack.error_text(msg), msg
     for bad in (float("nan"), float("inf"), -0.5, 2, "lots", [1]):
         status, msg = raw.call(fn, attack.stylize_data(photo, keep_color=bad))
         assert status == 200 and not msg["success"] and COLOUR_REFUSED in attack.error_text(msg), (bad, msg)
@@ -77,9 +77,9 @@ def test_raw_requests_count_seven_and_six_values_and_bad_strengths_are_named(app
     clip = VIDEO_BENCH.write_clip(tmp_path / "clip.mp4", VIDEO_BENCH.still_camera_clip(64, 48, 3)[0], fps=12)
     upload = {"path": raw.upload(clip.read_bytes(), "clip.mp4"), "meta": {"_type": "gradio.FileData"}}
     video_fn = raw.fn_index("stylize_video")
-    status, msg = raw.call(video_fn, [upload, "hayao", 64, True, "whole"])
-    assert status == 200 and not msg["success"] and "six values" in attack.error_text(msg), msg
-    status, msg = raw.call(video_fn, [upload, "hayao", 64, True, "whole", float("nan")])
+    status, msg = raw.call(video_fn, attack.video_data(upload, "hayao", 64)[:5])
+    assert status == 200 and not msg["success"] and "seven values" in attack.error_text(msg), msg
+    status, msg = raw.call(video_fn, attack.video_data(upload, "hayao", 64, keep_color=float("nan")))
     assert status == 200 and not msg["success"] and COLOUR_REFUSED in attack.error_text(msg), msg
 
 

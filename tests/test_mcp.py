@@ -48,8 +48,10 @@ def test_mcp_lists_the_stylize_tool_and_converts_a_photo(hayao_pt: Path, small_p
     tool = next((t for t in tools if t.name == "stylize"), None)
     assert tool is not None, [t.name for t in tools]
     props = tool.inputSchema["properties"]
-    assert set(props) == {"image", "style", "max_side", "keep_brightness", "framing", "background", "keep_color"}
+    assert set(props) == {"image", "style", "max_side", "keep_brightness", "framing", "background", "keep_color",
+                          "side_by_side"}
     assert "photo's own colours" in props["keep_color"]["description"]
+    assert "twice as wide" in props["side_by_side"]["description"]
     assert "paste" in props["framing"]["description"] and "keep" in props["background"]["description"]
     assert "hayao" in props["style"]["description"] and "native size" in props["max_side"]["description"]
     assert "anime" in tool.description

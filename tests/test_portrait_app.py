@@ -41,7 +41,8 @@ def test_framing_and_background_arguments(app_url: str, tmp_path: Path) -> None:
     assert "Framing center: the centre square 512x512" in text, text
     info = c.view_api(return_format="dict", print_info=False)["named_endpoints"]["/stylize"]
     names = [p["parameter_name"] for p in info["parameters"]]
-    assert names == ["image", "style", "max_side", "keep_brightness", "framing", "background", "keep_color"]
+    assert names == ["image", "style", "max_side", "keep_brightness", "framing", "background", "keep_color",
+                     "side_by_side"]
     assert all(p["parameter_has_default"] for p in info["parameters"][4:])
     with pytest.raises(Exception, match="Unknown background .celeba_distill."):
         c.predict(handle_file(str(ASTRONAUT)), PORTRAIT, 512, False, "paste", "celeba_distill", api_name="/stylize")

@@ -92,6 +92,21 @@ def test_keep_color_reaches_the_replicas(ray_app: str, small_photo: Path, regist
     assert np.abs(remote - np.asarray(plain.convert("RGB"), np.int16)).max() > 10
 
 
+def test_side_by_side_reaches_the_replicas(ray_app: str, small_photo: Path, registry, tmp_path: Path) -> None:
+    """side_by_side travels in the RunOptions too: the replica composes, the input beside its result."""
+    png, text = client(ray_app, tmp_path).predict(handle_file(str(small_photo)), "hayao", 152, False,
+                                                  side_by_side=True, api_name="/stylize")
+    with torch_threads(1):
+        local = np.asarray(stylize(small_photo, "hayao", registry=registry, device="cpu", max_side=152,
+                                   side_by_side=True).image, np.int16)
+    with Image.open(png) as out:
+        remote = np.asarray(out.convert("RGB"), np.int16)
+    assert Path(png).name == "railway_hayao_side_by_side.png" and remote.shape == local.shape
+    w = remote.shape[1] // 2
+    assert np.array_equal(remote[:, :w], local[:, :w])  # the photo itself: no rounding to differ
+    assert np.abs(remote[:, w:] - local[:, w:]).max() <= 2 and "Side by side" in text
+
+
 def test_engine_errors_read_the_same_through_the_replicas(ray_app: str, small_photo: Path, tmp_path: Path) -> None:  
     c = client(ray_app, tmp_path)
     with pytest.raises(AppError) as err:

@@ -129,11 +129,11 @@ def test_portrait_styles_take_the_centre_square(app: dict, shared: Path, tmp_pat
     assert "centre square of every frame, at 64x64" in notice and "Downscaled" not in notice, notice
     raw = attack.Raw(app["url"])
     upload = raw.upload(_clip(tmp_path / "face.mp4", seconds=0.5).read_bytes(), "face.mp4")
-    error = _refused(raw, [_file(upload), "celeba_distill", SIDE, True, "face", 0], app["tmpdir"])
+    error = _refused(raw, attack.video_data(_file(upload), "celeba_distill", SIDE, True, "face", 0), app["tmpdir"])
     assert error.startswith("Video framing must be whole or center, not 'face'"), error
     assert Path(upload).exists()  # a bad setting, not a bad video: the upload may be converted again
     status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "celeba_distill", SIDE, True])
-    assert status == 200 and not msg["success"] and "six values" in attack.error_text(msg), msg
+    assert status == 200 and not msg["success"] and "seven values" in attack.error_text(msg), msg
 
 
 def _refused(raw, data: list, tmpdir: Path, handler: bool = True) -> str:
@@ -158,21 +158,23 @@ def test_hostile_requests_get_clear_answers_and_leave_nothing(app: dict, shared:
     # A text file named .mp4: refused by probing the container, and the upload itself is deleted.
     text = raw.upload(b"shopping list: eggs, milk\n" * 40, "holiday.mp4")
     assert Path(text).exists()
-    error = _refused(raw, [_file(text), "hayao", SIDE, True, "whole", 0], app["tmpdir"])
+    error = _refused(raw, attack.video_data(_file(text), "hayao", SIDE, True, "whole", 0), app["tmpdir"])
     assert error.startswith("This video can't be used:"), error
     assert not Path(text).exists()
     # A clip over --max-video-seconds: refused from its header, before any frame is decoded.
     long_clip = raw.upload(_clip(tmp_path / "long.mp4", seconds=3.0).read_bytes(), "long.mp4")
-    error = _refused(raw, [_file(long_clip), "hayao", SIDE, True, "whole", 0], app["tmpdir"])
+    error = _refused(raw, attack.video_data(_file(long_clip), "hayao", SIDE, True, "whole", 0), app["tmpdir"])
     assert "2.5 s" in error and "This video can't be used" in error, error
     assert not Path(long_clip).exists()
     # Server files and links instead of uploads: the upload gate (and the request guard for links).
     for path in ("/etc/passwd", str(shared / "video" / "railway_pan_320x240_2s.mp4"), "../../../etc/hostname"):
-        error = _refused(raw, [_file(path), "hayao", SIDE, True, "whole", 0], app["tmpdir"], handler=False)
+        error = _refused(raw, attack.video_data(_file(path), "hayao", SIDE, True, "whole", 0), app["tmpdir"],
+                         handler=False)
         assert error == "The video did not reach the server; upload it again.", error
-    status, answer = raw.call(raw.fn_index("stylize_video"), [_file("https://example.com/a.mp4"), "hayao", SIDE, True, "whole", 0])
+    status, answer = raw.call(raw.fn_index("stylize_video"),
+                              attack.video_data(_file("https://example.com/a.mp4"), "hayao", SIDE, True, "whole", 0))
     assert status == 400 and "Upload the photo as a file" in json.dumps(answer)
-    error = _refused(raw, [None, "hayao", SIDE, True, "whole", 0], app["tmpdir"])
+    error = _refused(raw, attack.video_data(None, "hayao", SIDE, True, "whole", 0), app["tmpdir"])
     assert error.startswith("Add a video first"), error
     after = scrape(app["url"])
     assert delta(before, after, "animegan_video_conversions_total", style="unknown", outcome="unusable_video",
@@ -184,7 +186,7 @@ def test_hostile_requests_get_clear_answers_and_leave_nothing(app: dict, shared:
     assert delta(before, after, "animegan_video_frames_total") == 0  # no frame of any of them was stylised
     # The server serves the next request: the short clip through the same raw route.
     good = raw.upload(_clip(tmp_path / "short.mp4", seconds=1.0).read_bytes(), "short.mp4")
-    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, False, "whole", 0])
+    status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(good), "hayao", SIDE, False, "whole", 0))
     assert status == 200 and msg["success"], msg
     path, notice = msg["output"]["data"]
     assert path["path"].endswith("short_hayao.mp4") and notice.startswith("Hayao style: 12 frames at 64x48 px")
@@ -258,7 +260,8 @@ def test_the_bad_input_list_through_the_app(app: dict, shared: Path, tmp_path: P
     for name, (path, side) in cases.items():
         upload = raw.upload(path.read_bytes(), path.name)
         results_before = set(_results(app["tmpdir"]))
-        status, msg = raw.call(raw.fn_index("stylize_video"), [_file(upload), "hayao", side, True, "whole", 0], timeout=120)
+        status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(upload), "hayao", side, True, "whole", 0),
+                               timeout=120)
         assert status == 200 and msg is not None, (name, status, msg)
         if not msg["success"]:
             error = attack.error_text(msg)
@@ -292,7 +295,7 @@ def test_the_bad_input_list_through_the_app(app: dict, shared: Path, tmp_path: P
     assert "no pictures" in outcomes["audio_only"]
     # The server serves the next request.
     good = raw.upload(_clip(tmp_path / "after.mp4", seconds=1.0).read_bytes(), "after.mp4")
-    status, msg = raw.call(raw.fn_index("stylize_video"), [_file(good), "hayao", SIDE, True, "whole", 0])
+    status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(_file(good), "hayao", SIDE, True, "whole", 0))
     assert status == 200 and msg["success"], msg
 
 
@@ -302,11 +305,11 @@ def test_a_client_that_leaves_or_presses_stop_stops_the_work(app: dict, shared: 
     fn = raw.fn_index("stylize_video")
     before = stats(app["url"])
     # Leaves: joins the queue and never listens for the result.
-    status, _, _ = raw.join(fn, [_file(clip), "hayao", 0, True, "whole", 0])
+    status, _, _ = raw.join(fn, attack.video_data(_file(clip), "hayao", 0, True, "whole", 0))
     assert status == 200
     _wait(lambda: stats(app["url"])["stopped"] > before["stopped"], 60, "the abandoned conversion never stopped")
     # Presses Stop: listens, then cancels the running job as the page's Stop button does.
-    status, answer, session = raw.join(fn, [_file(clip), "hayao", 0, True, "whole", 0])
+    status, answer, session = raw.join(fn, attack.video_data(_file(clip), "hayao", 0, True, "whole", 0))
     listener = threading.Thread(target=raw.listen, args=(session, 60), daemon=True)
     listener.start()
     _wait(lambda: stats(app["url"])["running"] == 1, 30, "the conversion never started")
@@ -354,7 +357,8 @@ def test_the_mcp_tool_describes_and_converts_a_clip(app: dict, shared: Path) -> 
     assert "_hayao.mp4" in text and "Hayao style: 48 frames at 64x48 px" in text, text
     tool = next(t for t in tools if t.name == "stylize_video")
     props = tool.inputSchema["properties"]
-    assert set(props) == {"video_file", "style", "max_side", "temporal", "framing", "keep_color"}
+    assert set(props) == {"video_file", "style", "max_side", "temporal", "framing", "keep_color", "side_by_side"}
+    assert "twice as wide" in props["side_by_side"]["description"]
     assert "own colours" in props["keep_color"]["description"]
     assert "center" in props["framing"]["description"] and "celeba_distill" in props["framing"]["description"]
     assert "2.5 s" in props["video_file"]["description"] and "hayao" in props["style"]["description"]

@@ -48,8 +48,8 @@ NOUN = "photo"
 # gone, a server problem) would be the same for every photo and ends the batch.
 ONE_PHOTO_TITLES = ("Unusable photo", "No photo", "Too slow", "Out of memory", "Conversion failed")
 BATCH_TAKES = ("/stylize_batch takes a list of photo files (uploaded first), a style id, a max side in pixels, "
-               "true/false for keep brightness, a framing, a background and a keep-colours strength from 0 to 1 "
-               "(seven values; gradio_client fills in the last four)")
+               "true/false for keep brightness, a framing, a background, a keep-colours strength from 0 to 1 and "
+               "true/false for side by side (eight values; gradio_client fills in the last five)")
 
 
 class BatchPart:
@@ -86,19 +86,19 @@ class BatchPart:
 
     # -- conversion -----------------------------------------------------------------------------
     def stylize_batch(self, files: Any, style: str | None, max_side: Any, keep_brightness: Any = False,
-                      framing: Any = "face", background: Any = KEEP, keep_color: Any = 0.0,
+                      framing: Any = "face", background: Any = KEEP, keep_color: Any = 0.0, side_by_side: Any = False,
                       request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize_batch API (its description: :func:`batch_doc`): the ZIP and the notice."""
         outcome = None
-        for outcome in self._run(files, style, max_side, keep_brightness, framing, background, keep_color, request,
-                                 progress):
+        for outcome in self._run(files, style, max_side, keep_brightness, framing, background, keep_color,
+                                 side_by_side, request, progress):
             pass
         assert outcome is not None and outcome.zip_path is not None
         return str(outcome.zip_path), outcome.notice()
 
     def convert_page(self, files: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any,
-                     background: Any, keep_color: Any,
+                     background: Any, keep_color: Any, side_by_side: Any = False,
                      request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                      progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, Any, str]]:  # noqa: B008
         """The page's Convert all: the gallery fills as photos finish, then the ZIP comes. A failure stays
@@ -106,7 +106,7 @@ class BatchPart:
         outcome = None
         try:
             for outcome in self._run(files, style, max_side, keep_brightness, framing, background, keep_color,
-                                     request, progress):
+                                     side_by_side, request, progress):
                 done = outcome.zip_path is not None
                 yield (outcome.gallery(), str(outcome.zip_path) if done else None,
                        outcome.notice() if done else outcome.progress_line())
@@ -115,7 +115,8 @@ class BatchPart:
             yield (outcome.gallery() if outcome is not None else gr.skip()), None, texts.page_error(exc)
 
     def _run(self, files: Any, style: Any, max_side: Any, keep_brightness: Any, framing: Any, background: Any,
-             keep_color: Any, request: gr.Request | None, progress: gr.Progress) -> Iterator[Outcome]:
+             keep_color: Any, side_by_side: Any, request: gr.Request | None,
+             progress: gr.Progress) -> Iterator[Outcome]:
         """Yields the outcome after each photo; the last one has the ZIP. Raises ``gr.Error`` for a batch it refuses
         or ends (and then leaves no ZIP)."""
         app = self.app
@@ -129,6 +130,7 @@ class BatchPart:
         for check, value in ((inputs.max_side, max_side), (inputs.flag, keep_brightness), (inputs.framing, framing),
                              (inputs.background, background), (inputs.keep_color_value, keep_color)):
             check(value)
+        beside = inputs.side_by_side(side_by_side)
         app.watch(request).check()
         started = time.perf_counter()
         folder = app.result_folder()
@@ -143,8 +145,8 @@ class BatchPart:
                 step = _PhotoProgress(progress, i, len(payloads))
                 try:
                     path, notice = self.tab.stylize(payload, style, max_side, keep_brightness, framing=framing,
-                                                    background=background, keep_color=keep_color, request=request,
-                                                    progress=step)
+                                                    background=background, keep_color=keep_color,
+                                                    side_by_side=beside, request=request, progress=step)
                 except gr.Error as exc:
                     if exc.title not in ONE_PHOTO_TITLES:
                         raise
@@ -153,7 +155,7 @@ class BatchPart:
                     yield outcome
                     continue
                 name = names.take(names.free(inputs.safe_stem(upload_gate.display_name(payload) or "photo"),
-                                             spec.id))
+                                             spec.id, side_by_side=beside))
                 archive.add(name, Path(path).read_bytes())
                 outcome.done.append((path, name, notice))
                 if i + 1 < len(payloads):
@@ -206,8 +208,8 @@ class BatchPart:
             self.api_trigger = gr.Button(visible=False, elem_id="api-stylize-batch")
 
     def add_events(self, settings: list[Any]) -> None:
-        """The part's events; ``settings``: the tab's style, max side, keep brightness, framing, background and
-        keep colours components, in that order (the API's order after the files)."""
+        """The part's events; ``settings``: the tab's style, max side, keep brightness, framing, background, keep
+        colours and side by side components, in that order (the API's order after the files)."""
         workers = self.app.config.workers()
         self.convert.click(self.convert_page, inputs=[self.files, *settings],
                            outputs=[self.gallery, self.zip, self.note], api_name=PAGE_NAME, api_visibility="private",
@@ -284,6 +286,7 @@ def batch_doc(styles: Any, limit: int) -> str:
         framing: "face" (default), "center", "whole" or "paste"; portrait styles only.
         background: with framing "paste": "keep" (default) or a scene style id.
         keep_color: 0 (default) to 1: how far each result takes its photo's own colours.
+        side_by_side: true for each photo beside its result in one PNG twice as wide (<name>_<style>_side_by_side.png).
 
     Returns:
         a ZIP of PNGs named <name>_<style>.png (then _2, _3... for repeated names), and a notice that names every photo that could not be converted and why.
@@ -294,9 +297,10 @@ def _api_function(part: BatchPart) -> Callable[..., tuple[str, str]]:
     """``part.stylize_batch`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
     def stylize_batch(files: list[Any], style: str | None, max_side: Any, keep_brightness: Any = False,
                       framing: Any = "face", background: Any = KEEP, keep_color: float = 0.0,
+                      side_by_side: bool = False,
                       request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return part.stylize_batch(files, style, max_side, keep_brightness, framing, background, keep_color, request,
-                                  progress)
+        return part.stylize_batch(files, style, max_side, keep_brightness, framing, background, keep_color,
+                                  side_by_side, request, progress)
     stylize_batch.__doc__ = batch_doc(part.app.styles(), part.limit)
     return stylize_batch

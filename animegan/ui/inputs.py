@@ -5,6 +5,7 @@ request puts there. Every tab reads its inputs here, so each rule has one wordin
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,19 @@ def flag(value: Any) -> bool:
 def temporal(value: Any) -> bool:
     """The temporal smoothing input of the Video and Webcam tabs: on unless it says off (None is on)."""
     return True if value is None else flag(value)
+
+
+def side_by_side(value: Any) -> bool:
+    """The Side by side checkbox (photos and videos): a bool; from a raw request also None or "" (off, as an older
+    client's missing value), 0 or 1, or a ``flags.TRUE`` / ``flags.FALSE`` spelling. Anything else is refused by
+    name, not guessed: a mistyped request should not silently get the plain result."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # junk falls through to the message
+            return bool(flags.truthy(value))
+    shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
+    raise gr.Error(f"Side by side must be true or false, not {shown}.", title="Bad side by side",
+                   print_exception=False)

@@ -43,42 +43,45 @@ class PhotoTab:
 
     # -- conversion -----------------------------------------------------------------------------
     def stylize(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
-                background: Any = None, keep_color: Any = None,
+                background: Any = None, keep_color: Any = None, side_by_side: Any = None,
                 request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize API (its description, from the styles, is :func:`texts.stylize_doc`)."""
         path, text, _ = self._observed(image, style, max_side, keep_brightness, request, progress, before=False,
-                                       framing=framing, background=background, keep_color=keep_color)
+                                       framing=framing, background=background, keep_color=keep_color,
+                                       side_by_side=side_by_side)
         return path, text
 
     def convert_page(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = None,
-                     background: Any = None, keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]
-                     progress: gr.Progress = gr.Progress()) -> tuple[tuple[Image.Image, str], str, str]:  # noqa: B008
+                     background: Any = None, keep_color: Any = None, side_by_side: Any = None,
+                     request: gr.Request = None,  # type: ignore[assignment]
+                     progress: gr.Progress = gr.Progress()) -> tuple[tuple[Any, Any], str, str]:  # noqa: B008
         """The page's Convert: the same conversion, plus the before/after pair for the slider, in one queued job.
 
         A failure stays readable where the result would be (a toast alone vanishes after a few seconds and leaves
         bare "Error" badges): the notice area shows it, and a toast says it too. The API still raises.
         """
         try:
-            path, text, before = self._observed(image, style, max_side, keep_brightness, request, progress, before=True,
-                                                framing=framing, background=background, keep_color=keep_color)
+            path, text, pair = self._observed(image, style, max_side, keep_brightness, request, progress, before=True,
+                                              framing=framing, background=background, keep_color=keep_color,
+                                              side_by_side=side_by_side)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return gr.skip(), None, texts.page_error(exc)
-        return (before if before is not None else path, path), path, text
+        return pair or (path, path), path, text
 
     def _observed(self, image: Any, style: Any, max_side: Any, keep_brightness: Any, request: gr.Request | None,
-                  progress: gr.Progress, before: bool, framing: Any = None,
-                  background: Any = None, keep_color: Any = None) -> tuple[str, str, Image.Image | None]:
+                  progress: gr.Progress, before: bool, framing: Any = None, background: Any = None,
+                  keep_color: Any = None, side_by_side: Any = None) -> tuple[str, str, tuple[Any, Any] | None]:
         started = time.perf_counter()
         try:
-            path, text, stats, before = self._convert(image, style, max_side, keep_brightness, request, progress,
-                                                      before, framing, background, keep_color)
+            path, text, stats, pair = self._convert(image, style, max_side, keep_brightness, request, progress,
+                                                    before, framing, background, keep_color, side_by_side)
         except gr.Error as exc:
             self.observe(style, started, error=exc)
             raise
         self.observe(style, started, stats=stats)
-        return path, text, before
+        return path, text, pair
 
     def observe(self, style: Any, started: float, stats: RunStats | None = None, error: gr.Error | None = None) -> None:
         """Count one request of this tab in the metrics (with ``--metrics``)."""
@@ -89,8 +92,9 @@ class PhotoTab:
                                replica=stats.replica if stats else None)
 
     def _convert(self, image: Any, style: str | None, max_side: Any, keep_brightness: Any, request: gr.Request | None,
-                 progress: gr.Progress, want_before: bool, framing: Any = None,
-                 background: Any = None, keep_color: Any = None) -> tuple[str, str, RunStats, Image.Image | None]:
+                 progress: gr.Progress, want_before: bool, framing: Any = None, background: Any = None,
+                 keep_color: Any = None, side_by_side: Any = None) -> tuple[str, str, RunStats, tuple[Any, Any] | None]:
+        """One photo; the slider's (before, after) pair too when ``want_before`` (None: the result on both sides)."""
         app = self.app
         with app.gauge:
             spec = app.chosen_style(style)
@@ -99,6 +103,7 @@ class PhotoTab:
             options = app.options.replace(style=spec.id, max_side=side, keep_brightness=inputs.flag(keep_brightness),
                                           framing=inputs.framing(framing), background=inputs.background(background),
                                           keep_color=inputs.keep_color_value(keep_color),
+                                          side_by_side=inputs.side_by_side(side_by_side),
                                           ).with_timeout(app.config.timeout)
             source, name = self._photo(image)
             watch = app.watch(request)
@@ -112,9 +117,10 @@ class PhotoTab:
                 result = app.converter(source, options, on_tile, on_bytes)
                 watch.check()
                 progress(0.95, desc="Encoding PNG")
-                path = app.save_photo(result.image, imaging.result_name(name, spec.id), result.png)
-                before = before_image(source, result.image.size) if want_before and result.stats.framing in (
-                    "whole", "paste") else None  # a face or centre square has no "before" of its size
+                path = app.save_photo(result.image, imaging.result_name(name, spec.id, side_by_side=options.side_by_side),
+                                      result.png)
+                pair = slider_pair(source, result.image, result.stats, str(path), options.side_by_side) \
+                    if want_before else None
                 Deadline.of(options).check("while encoding the result")
             except gr.Error:
                 raise
@@ -123,7 +129,7 @@ class PhotoTab:
                     app.discard_refused(image)
                 raise texts.user_error(exc, spec, side, app.page_text) from exc
             app.last_run = LastRun(result.stats, time.time())
-            return str(path), texts.notice(result.stats, spec.name), result.stats, before
+            return str(path), texts.notice(result.stats, spec.name), result.stats, pair
 
     def _photo(self, image: Any) -> tuple[bytes, str]:
         if image is None or image == "" or image == {}:
@@ -170,6 +176,10 @@ class PhotoTab:
                                                 elem_id="keep-color",
                                                 info="0: the style's colours; 1: the photo's own colours under the "
                                                      "style's lines and tones.")
+                    self.side_by_side = gr.Checkbox(False, label="Side by side", elem_id="side-by-side",
+                                                    info="The result PNG shows the photo and the anime picture next "
+                                                         "to each other, twice as wide (to share; the slider still "
+                                                         "compares them).")
                     self.framing = gr.Radio(choices=[("Face", "face"), ("Centre square", "center"),
                                                      ("Whole photo", "whole"), ("Paste faces back", "paste")],
                                             value="face", label="Framing",
@@ -196,7 +206,8 @@ class PhotoTab:
     def add_events(self) -> None:
         """The tab's events; call inside the demo's Blocks, after :meth:`add_tab`."""
         app, workers = self.app, self.app.config.workers()
-        page_inputs = [self.photo, self.style, self.max_side, self.keep, self.framing, self.background, self.keep_color]
+        page_inputs = [self.photo, self.style, self.max_side, self.keep, self.framing, self.background, self.keep_color,
+                       self.side_by_side]
         # The page's event returns the slider's pair too, so no photo is decoded outside the queue. The stable
         # API (/stylize: PNG and notice) is a second event on a hidden trigger, in the same concurrency group.
         # Framing and background show only where they apply (a portrait style; paste).
@@ -226,11 +237,25 @@ class PhotoTab:
                         concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[self.slider])
             loaded.then(app.style_choices, outputs=[self.style], queue=False, api_visibility="private",
                         show_progress="hidden")
-        self.batch.add_events([self.style, self.max_side, self.keep, self.framing, self.background, self.keep_color])
+        self.batch.add_events([self.style, self.max_side, self.keep, self.framing, self.background, self.keep_color,
+                                self.side_by_side])
         # The box clamps what is typed to 0..MAX_SIDE_LIMIT in the browser; the line under it says what that means.
         self.max_side.input(lambda v: gr.update(info=texts.side_info(v)), inputs=[self.max_side],
                             outputs=[self.max_side], queue=False, preprocess=False, concurrency_limit=None,
                             api_visibility="private", show_progress="hidden")
+
+
+def slider_pair(source: bytes, image: Image.Image, stats: RunStats, path: str,
+                side_by_side: bool) -> tuple[Any, Any] | None:
+    """The slider's (before, after). Side by side: the picture's two halves, so the slider still compares the photo
+    with the result (any framing: the left half is what the model saw) while the file is the side-by-side PNG.
+    Otherwise the photo at the result's size and the result; a face or centre square has no "before" of its size
+    (None: the result on both sides)."""
+    if side_by_side:
+        return imaging.halves(image)
+    if stats.framing in ("whole", "paste"):
+        return before_image(source, image.size), path
+    return None
 
 
 def before_image(source: bytes, size: tuple[int, int]) -> Image.Image:
@@ -284,9 +309,10 @@ def _download_progress(progress: gr.Progress) -> Callable[[int, int], None]:
 def _api_function(tab: PhotoTab) -> Callable[..., tuple[str, str]]:
     """``tab.stylize`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
     def stylize(image: Any, style: str | None, max_side: Any, keep_brightness: Any, framing: Any = "face",
-                background: Any = KEEP, keep_color: float = 0.0,
+                background: Any = KEEP, keep_color: float = 0.0, side_by_side: bool = False,
                 request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return tab.stylize(image, style, max_side, keep_brightness, framing, background, keep_color, request, progress)
+        return tab.stylize(image, style, max_side, keep_brightness, framing, background, keep_color, side_by_side,
+                           request, progress)
     stylize.__doc__ = texts.stylize_doc(tab.app.styles())
     return stylize

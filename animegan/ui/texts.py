@@ -35,11 +35,11 @@ STOPPED_NOTICE = "**Stopped:** the conversion was stopped; nothing was kept."
 
 # What each endpoint takes, for requests whose inputs Gradio itself cannot parse (:func:`bad_request`).
 STYLIZE_TAKES = ("/stylize takes a photo file (uploaded first), a style id, a max side in pixels, true/false for keep "
-                 "brightness, a framing, a background and a keep-colours strength from 0 to 1 (seven values; "
-                 "gradio_client fills in the last three)")
+                 "brightness, a framing, a background, a keep-colours strength from 0 to 1 and true/false for side by "
+                 "side (eight values; gradio_client fills in the last four)")
 VIDEO_TAKES = ("/stylize_video takes a video file (uploaded first), a style id, a max side in pixels, true/false for "
-               "temporal smoothing, a framing and a keep-colours strength from 0 to 1 (six values; gradio_client "
-               "fills in the last two)")
+               "temporal smoothing, a framing, a keep-colours strength from 0 to 1 and true/false for side by side "
+               "(seven values; gradio_client fills in the last three)")
 WEBCAM_TAKES = ("This webcam frame can't be used: the webcam mirror takes a frame from the webcam (a JPEG, PNG or "
                 "WebP image, as the Webcam mirror tab sends it), a style id, true/false for temporal smoothing and a "
                 "keep-colours strength from 0 to 1.")
@@ -165,7 +165,7 @@ def video_notice(stats: video.VideoStats, style_name: str, info: video.VideoInfo
              f"{sound.get(stats.audio_mode, 'sound: ' + stats.audio_mode)}; "
              f"{'temporal smoothing on' if stats.temporal else 'per-frame (no smoothing)'}.")]
     iw, ih = stats.input_size
-    if (iw, ih) != (w, h) and stats.framing == "whole":
+    if (iw, ih) != stats.frame_size and stats.framing == "whole":
         parts.append(f"Downscaled from {iw}x{ih} by 'Max side'; set it to 0 for the native size.")
     parts += [n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".")
               for n in stats.notices if getattr(n, "kind", "") != "downscaled"]
@@ -208,6 +208,7 @@ def stylize_doc(styles: tuple[StyleSpec, ...]) -> str:
         framing: "face" (default), "center", "whole" or "paste"; portrait styles ({portraits}) only, scene styles ignore it. face: the largest face in a square at the style's training size; center: the centre square; whole: the whole photo; paste: every face stylised and pasted back into the whole photo.
         background: with framing "paste": "keep" (default) keeps the rest of the photo as it is; a scene style id ({scenes}) stylises it.
         keep_color: 0 (default) to 1: how far the result takes the photo's own colours under the style's lines and tones; 1 gives the photo's colours.
+        side_by_side: true for one PNG with the photo as the model saw it (upright, resized, framed) on the left and the result on the right, exactly twice as wide; false (default) for the result alone.
 
     Returns:
         the stylized picture as a PNG file, and a one-line notice (size, time, device, memory, downscaling).
@@ -227,6 +228,7 @@ def stylize_video_doc(styles: tuple[StyleSpec, ...], limits: video.VideoLimits) 
         temporal: true (default) to smooth the tones across frames (no flicker); false for independent frames.
         framing: "whole" (default): the whole frame; "center": portrait styles ({portraits}) only, the centre square of every frame at the style's training size (scene styles ignore it).
         keep_color: 0 (default) to 1: how far the result takes the clip's own colours under the style's lines and tones, frame by frame.
+        side_by_side: true for every frame's input on the left and its result on the right, exactly twice as wide, with the sound; false (default) for the result alone.
 
     Returns:
         the stylized clip as an MP4 file (H.264, the input's frames, timing and sound), and a one-line notice.

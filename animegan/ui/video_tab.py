@@ -43,28 +43,32 @@ class VideoTab:
         self.results = temp_files.ResultFolders(max(KEEP_VIDEOS, 2 * self.config.workers()), self.config.temp_max_age)
 
     def stylize_video(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
-                      keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                      keep_color: Any = None, side_by_side: Any = None,
+                      request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
         """The /stylize_video API (its description, from the styles, is :func:`texts.stylize_video_doc`)."""
-        return self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color)
+        return self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color,
+                              side_by_side)
 
     def convert_page(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
-                     keep_color: Any = None, request: gr.Request = None,  # type: ignore[assignment]
+                     keep_color: Any = None, side_by_side: Any = None, request: gr.Request = None,  # type: ignore[assignment]
                      progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
         """The page's Convert: a failure stays readable in the notice area (and a toast says it too)."""
         try:
-            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color)
+            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color,
+                                        side_by_side)
         except gr.Error as exc:
             gr.Warning(exc.message, title=exc.title)
             return None, texts.page_error(exc)
         return path, text
 
     def _observed(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
-                  request: gr.Request | None, progress: gr.Progress, keep_color: Any = None) -> tuple[str, str]:
+                  request: gr.Request | None, progress: gr.Progress, keep_color: Any = None,
+                  side_by_side: Any = None) -> tuple[str, str]:
         started = time.perf_counter()
         try:
             path, text, stats = self._convert(video_file, style, max_side, temporal, framing, request, progress,
-                                              keep_color)
+                                              keep_color, side_by_side)
         except gr.Error as exc:
             self.observe(style, started, None, exc)
             raise
@@ -80,7 +84,7 @@ class VideoTab:
 
     def _convert(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
                  request: gr.Request | None, progress: gr.Progress,
-                 keep_color: Any = None) -> tuple[str, str, video.VideoStats]:
+                 keep_color: Any = None, side_by_side: Any = None) -> tuple[str, str, video.VideoStats]:
         app = self.app
         with app.gauge:
             spec = app.chosen_style(style)
@@ -88,7 +92,8 @@ class VideoTab:
             smooth = inputs.temporal(temporal)
             # One deadline for the whole request: probe, decode, model, encode.
             options = app.options.replace(style=spec.id, max_side=side, framing=inputs.video_framing(framing),
-                                          keep_color=inputs.keep_color_value(keep_color)
+                                          keep_color=inputs.keep_color_value(keep_color),
+                                          side_by_side=inputs.side_by_side(side_by_side),
                                           ).with_timeout(self.config.timeout)
             source, name = self._video(video_file)
             watch = app.watch(request, stop_button=True)
@@ -98,7 +103,7 @@ class VideoTab:
                 info = video.probe(source, self.limits, timeout=options.seconds_left())  # the limits, before any work
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 folder.mkdir(parents=True)
-                dest = folder / imaging.result_name(name, spec.id, "mp4")
+                dest = folder / imaging.result_name(name, spec.id, "mp4", side_by_side=options.side_by_side)
                 stats = app.converter.clip(source, dest, options, temporal=smooth, limits=self.limits,
                                            on_frame=_frame_progress(progress, info), check=watch.check)
                 watch.check()
@@ -155,6 +160,9 @@ class VideoTab:
                                            elem_id="video-keep-color",
                                            info="0: the style's colours; 1: the clip's own colours under the style's "
                                                 "lines.")
+                    side_by_side = gr.Checkbox(False, label="Side by side", elem_id="video-side-by-side",
+                                               info="The clip and the anime video next to each other, twice as "
+                                                    "wide, with the sound.")
                     framing = gr.Radio(choices=[("Whole frame", "whole"), ("Centre square", "center")], value="whole",
                                        label="Framing", info="Portrait styles: the whole frame, or its centre square "
                                        "at the style's training size.", visible=app.is_portrait(first_ok),
@@ -171,7 +179,7 @@ class VideoTab:
             api_trigger = gr.Button(visible=False, elem_id="api-stylize-video")  # inside the tab: Tabs hold only tabs
         style.change(lambda s: gr.update(visible=app.is_portrait(s)), inputs=[style], outputs=[framing], queue=False,
                      api_visibility="private", show_progress="hidden")
-        page_inputs = [clip, style, max_side, temporal, framing, keep_color]
+        page_inputs = [clip, style, max_side, temporal, framing, keep_color, side_by_side]
         running = convert.click(self.convert_page, inputs=page_inputs, outputs=[result, note],
                                 api_visibility="private", preprocess=False, concurrency_limit=workers,
                                 concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
@@ -194,8 +202,10 @@ def _frame_progress(progress: gr.Progress, info: video.VideoInfo) -> Callable[[i
 def _api_function(tab: VideoTab) -> Callable[..., tuple[str, str]]:
     """``tab.stylize_video`` with the description written from this app's styles (Gradio reads ``__doc__``)."""
     def stylize_video(video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = "whole",
-                      keep_color: float = 0.0, request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
+                      keep_color: float = 0.0, side_by_side: bool = False,
+                      request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in
                       progress: gr.Progress = gr.Progress()) -> tuple[str, str]:  # noqa: B008 (Gradio's way)
-        return tab.stylize_video(video_file, style, max_side, temporal, framing, keep_color, request, progress)
+        return tab.stylize_video(video_file, style, max_side, temporal, framing, keep_color, side_by_side, request,
+                                 progress)
     stylize_video.__doc__ = texts.stylize_video_doc(tab.app.styles(), tab.limits)
     return stylize_video
