@@ -23,6 +23,8 @@ fail on an upgrade that changes them:
   refusals).
 * :func:`after_example_loads`: the event that fills an example's inputs (``tests/test_app_ui.py``,
   ``tests/test_browser.py``).
+* :func:`stream_segments`: the Video tab's preview plays the engine's own MPEG-TS segments through a streaming
+  ``gr.Video`` (``tests/test_video_browser.py::test_the_result_plays_while_it_converts_and_the_whole_mp4_downloads``).
 * :data:`WEBCAM_BUTTON_CSS`: the webcam mirror's start button, reached through Gradio's page markup
   (``tests/test_video_browser.py``).
 """
@@ -235,6 +237,51 @@ def is_refused_path(exc: BaseException) -> bool:
     from gradio.exceptions import InvalidPathError
 
     return isinstance(exc, InvalidPathError)
+
+
+def stream_segments(video: Any, read: Callable[[Any], tuple[bytes, float] | None]) -> bool:
+    """Make the streaming output ``video`` (a ``gr.Video(streaming=True)``) play MPEG-TS segments as they are.
+
+    What its event yields is handed to ``read`` (in a worker thread), which answers (the segment's bytes, how long
+    it plays) or None (nothing to add). Gradio 6.31's ``Video.stream_output`` takes a file per chunk and runs the
+    ``ffprobe`` and ``ffmpeg`` programs on each (its length, its sound re-encoded, a remux); this app neither needs
+    nor installs them (PyAV's wheels carry FFmpeg as libraries), and its segments are already what the page's
+    hls.js plays (H.264 in MPEG-TS, timestamps running on). So the instance's four ``StreamingOutput`` methods are
+    replaced: each chunk goes into Gradio's playlist as it is, nothing is held back at the end, and the whole
+    stream is not offered as one file (``playlist-file``; the finished MP4 is the download). Instance attributes,
+    not a subclass: Gradio writes a ``.pyi`` stub beside the source file of every ``Component`` subclass.
+    (``tests/test_video_browser.py::test_the_result_plays_while_it_converts_and_the_whole_mp4_downloads``.)
+    """
+    import anyio
+    import gradio as gr
+
+    names = ("stream_output", "flush_stream_output", "end_stream_output", "combine_stream")
+    if not getattr(video, "streaming", False) or not all(callable(getattr(video, n, None)) for n in names):
+        _missing("streaming gr.Video with StreamingOutput's methods")
+        return False
+
+    async def stream_output(value: Any, output_id: str, first_chunk: bool) -> tuple[dict | None, dict]:
+        playlist = {"path": output_id, "is_stream": True, "orig_name": "preview.ts", "meta": {"_type": "gradio.FileData"}}
+        chunk = await anyio.to_thread.run_sync(read, value)
+        if chunk is None:
+            return None, playlist
+        data, seconds = chunk
+        return {"data": data, "duration": seconds, "extension": ".ts"}, playlist
+
+    async def flush_stream_output(output_id: str) -> None:
+        return None
+
+    def end_stream_output(output_id: str) -> None:
+        return None
+
+    async def combine_stream(stream: list[bytes], desired_output_format: str | None = None,
+                             only_file: bool = False) -> Any:
+        raise gr.Error("The preview is not a download; the finished MP4 is, once the conversion ends.",
+                       title="Preview", print_exception=False)
+
+    video.stream_output, video.flush_stream_output = stream_output, flush_stream_output
+    video.end_stream_output, video.combine_stream = end_stream_output, combine_stream
+    return True
 
 
 def after_example_loads(examples: Any) -> Any:

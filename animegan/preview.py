@@ -7,7 +7,8 @@ them (x264 ``ultrafast``, ``zerolatency``: no frame is held back, one thread) in
 :data:`SEGMENT_S` of the clip; a segment also closes once it has waited :data:`SEGMENT_WAIT_S` for frames, so a
 slow run still shows something every couple of seconds. Each segment is a file of its own in the writer's folder
 (the caller's private result folder), handed to ``on_segment`` when complete. Timestamps run on from one segment to
-the next on the clip's own clock (first frame = 0), so a player plays them in a row at the clip's frame rate.
+the next on the clip's own clock (its first frame at :data:`CLOCK_START_S`), so a player plays them in a row at the
+clip's frame rate.
 
 The preview is silent and made for watching: the finished MP4 (with its sound, at the pipeline's quality) is the
 result. Nothing here knows about Gradio; the Video tab serves the segments (``animegan.ui.preview_video``).
@@ -33,6 +34,8 @@ SEGMENT_S = 1.0         # seconds of the clip per segment (a player starts after
 SEGMENT_WAIT_S = 2.0    # wall seconds a segment waits for more frames before it is closed anyway
 QUEUE_FRAMES = 8        # frames waiting for the encoder; more are dropped, never waited for
 CLOCK = 90_000          # MPEG-TS timestamps tick at 90 kHz
+CLOCK_START_S = 10.0    # the clip's first frame on the segments' clock: clear of zero (the muxer's own delay and
+                        # clock references sit before the first timestamp; a player starts at whatever comes first)
 X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "26"}
 
 PreviewSink = Callable[[np.ndarray, float], None]  # (HxWx3 uint8 RGB frame, its time in seconds) -> never blocks
@@ -179,7 +182,7 @@ class _Open:
     def add(self, rgb: np.ndarray, t: float) -> None:
         h, w = self.stream.height, self.stream.width
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
-        frame.pts, frame.time_base = round(t * CLOCK), fractions.Fraction(1, CLOCK)
+        frame.pts, frame.time_base = round((CLOCK_START_S + t) * CLOCK), fractions.Fraction(1, CLOCK)
         self.container.mux(self.stream.encode(frame))
         self.last = t
         self.frames += 1
@@ -199,4 +202,4 @@ class _Open:
                 self.partial.unlink()
 
 
-__all__ = ["CLOCK", "QUEUE_FRAMES", "SEGMENT_S", "SEGMENT_WAIT_S", "PreviewSink", "Segment", "SegmentWriter"]
+__all__ = ["CLOCK", "CLOCK_START_S", "QUEUE_FRAMES", "SEGMENT_S", "SEGMENT_WAIT_S", "PreviewSink", "Segment", "SegmentWriter"]
