@@ -15,6 +15,8 @@ import httpx
 import pytest
 from harness import chromium, running_app, scrape, stats
 
+from animegan.ui import video_tab
+
 av = pytest.importorskip("av")
 pytest.importorskip("prometheus_client")  # the app runs with --metrics: the webcam test reads its counters
 pytestmark = pytest.mark.browser
@@ -37,8 +39,10 @@ def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(hayao_pt: Path, app_dir: Path):
+    temp = app_dir / "tmp"  # the app's private folders (results, with their preview segments) go here
+    temp.mkdir(parents=True)
     with running_app(app_dir, "--weights", f"hayao={hayao_pt}", "--offline", "--device", "cpu",
-                     "--webcam-seconds", "30", "--metrics") as url:
+                     "--webcam-seconds", "30", "--metrics", env={"TMPDIR": str(temp)}) as url:
         yield url
 
 
@@ -87,7 +91,8 @@ def test_upload_a_clip_convert_and_play_it_with_sound(browser, app_url: str, sha
 
 
 def test_stop_ends_a_running_conversion(browser, app_url: str, app_dir: Path, shared: Path, tmp_path: Path) -> None:
-    """Stop says so where the result would be, counts as stopped (not failed) and is logged as a Stop."""
+    """Stop says so where the result would be, counts as stopped (not failed) and is logged as a Stop; the run's
+    folder, with the preview segments already played, is gone."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -99,6 +104,11 @@ def test_stop_ends_a_running_conversion(browser, app_url: str, app_dir: Path, sh
     before = stats(app_url)
     page.locator("#convert-video").click()  # native size: long enough to stop part-way
     expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
+    results = list((app_dir / "tmp").glob("animegan-results-*"))
+    assert len(results) == 1, results
+    kept = {p.name for p in results[0].iterdir()}  # the earlier tests' results
+    expect(page.locator("#video-preview video")).to_have_count(1, timeout=60_000)  # a preview segment went out
+    assert list(results[0].glob(f"*/{video_tab.PREVIEW_FOLDER}/*.ts")), "no preview segment on disk while it runs"
     page.locator("#stop-video").click()
     expect(page.locator("#video-notice")).to_contain_text("Stopped: the conversion was stopped; nothing was kept.",
                                                           timeout=5_000)
@@ -108,6 +118,7 @@ def test_stop_ends_a_running_conversion(browser, app_url: str, app_dir: Path, sh
         page.wait_for_timeout(100)
     after = stats(app_url)
     assert after["running"] == 0 and after["stopped"] == before["stopped"] + 1, (before, after)
+    assert {p.name for p in results[0].iterdir()} == kept  # nothing of the stopped run, its segments included
     assert (after["failed"], after["succeeded"]) == (before["failed"], before["succeeded"])
     expect(page.locator("#memory-panel")).to_contain_text(f"{after['stopped']} stopped, {after['failed']} failed",
                                                           timeout=5_000)
