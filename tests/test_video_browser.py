@@ -102,11 +102,11 @@ def test_stop_ends_a_running_conversion(browser, app_url: str, app_dir: Path, sh
     page.locator("#video input[type=file]").set_input_files(str(shared / "video" / "railway_pan_320x240_2s.mp4"))
     expect(page.locator("#video video")).to_have_count(1, timeout=10_000)
     before = stats(app_url)
-    page.locator("#convert-video").click()  # native size: long enough to stop part-way
-    expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
     results = list((app_dir / "tmp").glob("animegan-results-*"))
     assert len(results) == 1, results
     kept = {p.name for p in results[0].iterdir()}  # the earlier tests' results
+    page.locator("#convert-video").click()  # native size: long enough to stop part-way
+    expect(page.locator("#video-result")).to_contain_text(re.compile(r"\d+/48 frames"), timeout=60_000)
     expect(page.locator("#video-preview video")).to_have_count(1, timeout=60_000)  # a preview segment went out
     assert list(results[0].glob(f"*/{video_tab.PREVIEW_FOLDER}/*.ts")), "no preview segment on disk while it runs"
     page.locator("#stop-video").click()
