@@ -250,6 +250,10 @@ def stream_segments(video: Any, read: Callable[[Any], tuple[bytes, float] | None
     replaced: each chunk goes into Gradio's playlist as it is, nothing is held back at the end, and the whole
     stream is not offered as one file (``playlist-file``; the finished MP4 is the download). Instance attributes,
     not a subclass: Gradio writes a ``.pyi`` stub beside the source file of every ``Component`` subclass.
+
+    Gradio keeps every run's segments in memory (``Blocks.pending_streams[session][run]``) until the page's session
+    ends; when a run's first segment goes out, the same page's earlier, ended runs of this output are dropped, so
+    one page holds one run's preview (a page converting clip after clip does not grow the server's memory).
     (``tests/test_video_browser.py::test_the_result_plays_while_it_converts_and_the_whole_mp4_downloads``.)
     """
     import anyio
@@ -262,6 +266,8 @@ def stream_segments(video: Any, read: Callable[[Any], tuple[bytes, float] | None
 
     async def stream_output(value: Any, output_id: str, first_chunk: bool) -> tuple[dict | None, dict]:
         playlist = {"path": output_id, "is_stream": True, "orig_name": "preview.ts", "meta": {"_type": "gradio.FileData"}}
+        if first_chunk:
+            _forget_earlier_runs(output_id, video._id)
         chunk = await anyio.to_thread.run_sync(read, value)
         if chunk is None:
             return None, playlist
@@ -282,6 +288,25 @@ def stream_segments(video: Any, read: Callable[[Any], tuple[bytes, float] | None
     video.stream_output, video.flush_stream_output = stream_output, flush_stream_output
     video.end_stream_output, video.combine_stream = end_stream_output, combine_stream
     return True
+
+
+def _forget_earlier_runs(output_id: str, block_id: int) -> None:
+    """Drop the ended runs of one page's streaming output ``block_id`` (Gradio 6.31: ``pending_streams``, keyed by
+    session and run; ``output_id`` is ``session/run/block/playlist.m3u8``; the event's Blocks in ``LocalContext``)."""
+    from gradio.context import LocalContext
+
+    pending = getattr(LocalContext.blocks.get(None), "pending_streams", None)
+    session, _, rest = output_id.partition("/")
+    if not isinstance(pending, dict):
+        _missing("Blocks.pending_streams")
+        return
+    runs = pending.get(session)
+    if not isinstance(runs, dict):  # the page's first stream
+        return
+    current = rest.partition("/")[0]
+    for run in [r for r, streams in runs.items()
+                if r != current and block_id in streams and all(getattr(s, "ended", False) for s in streams.values())]:
+        del runs[run]
 
 
 def after_example_loads(examples: Any) -> Any:

@@ -134,3 +134,55 @@ def test_the_clip_pipeline_hands_each_written_frame_and_its_time_to_the_preview(
     assert [t for _, t in seen] == pytest.approx([t for _, t in written], abs=1e-3)
     assert all(rgb.shape == (48, 64, 3) for rgb, _ in seen)
     assert np.abs(seen[10][0].astype(np.int16) - written[10][0]).mean() < 4  # the same picture (before x264)
+
+
+def test_a_streaming_video_plays_the_segments_as_they_are_and_a_page_keeps_one_run(clip_frames,
+                                                                                  tmp_path: Path) -> None:
+    """gradio_internals.stream_segments on a real Gradio server (no ffmpeg program): the playlist lists each segment
+    with its length and serves its bytes unchanged, and a page's second run drops the first one's from memory."""
+    import gradio as gr
+    import httpx
+    from gradio_client import Client
+    from harness import free_port
+
+    from animegan import gradio_internals
+
+    frames, times, fps = clip_frames
+
+    def run(n: str):  # a generator like the Video tab's Convert: segments as they are made
+        got: list[preview.Segment] = []
+        writer = preview.SegmentWriter(tmp_path / f"run{n}", fps, got.append, segment_s=0.5,
+                                       queue_frames=len(frames))
+        for rgb, t in zip(frames, times):
+            writer(rgb, t)
+        writer.close()
+        yield from got
+
+    with gr.Blocks() as demo:
+        n = gr.Textbox()
+        live = gr.Video(streaming=True, autoplay=True, interactive=False)
+        assert gradio_internals.stream_segments(live, lambda v: (v.path.read_bytes(), v.duration)
+                                                if isinstance(v, preview.Segment) else None)
+        gr.Button().click(run, inputs=[n], outputs=[live], api_name="run")
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False, download_files=False)
+        first = client.predict("1", api_name="/run")
+        assert first["is_stream"] and first["url"].endswith("/playlist.m3u8"), first
+        sessions = [s for s, runs in demo.pending_streams.items() if runs]
+        assert len(sessions) == 1 and len(demo.pending_streams[sessions[0]]) == 1
+        text = httpx.get(first["url"], timeout=10).text
+        written = sorted((tmp_path / "run1").glob("*.ts"))
+        lengths = [float(line.split(":")[1].rstrip(",")) for line in text.splitlines() if line.startswith("#EXTINF:")]
+        assert len(written) >= 3 and len(lengths) == len(written) and "#EXT-X-ENDLIST" in text
+        assert sum(lengths) == pytest.approx(times[-1] - times[0] + 1 / fps, abs=1e-3)
+        names = [line for line in text.splitlines() if line.endswith(".ts")]
+        base = first["url"].rsplit("/", 1)[0]
+        assert [httpx.get(f"{base}/{name}", timeout=10).content for name in names] == [p.read_bytes() for p in written]
+        client.predict("2", api_name="/run")
+        runs = demo.pending_streams[sessions[0]]
+        assert len(runs) == 1  # the first run's segments are gone from memory
+        (stream,) = next(iter(runs.values())).values()
+        assert [s["data"] for s in stream.segments] == [p.read_bytes() for p in sorted((tmp_path / "run2").glob("*.ts"))]
+    finally:
+        demo.close()
