@@ -42,6 +42,7 @@ import numpy as np
 
 from . import clip_probe, imaging
 from .options import Notice, RunOptions, downscaled_notice, side_by_side_notice
+from .preview import PreviewSink
 from .styles import StyleSpec
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 
@@ -394,6 +395,12 @@ class _Frame:
     pts: int | None
     time_base: fractions.Fraction
 
+    def seconds(self, index: int, fps: float) -> float:
+        """Its time on the file's clock; a frame without a timestamp: its place at the nominal rate."""
+        if self.pts is not None:
+            return float(self.pts * self.time_base)
+        return index / fps if fps else index / 25
+
 
 class _Stage(threading.Thread):
     """A pipeline thread whose exception is kept for the caller to raise."""
@@ -662,12 +669,14 @@ Check = Callable[[str], None]  # called between frames with where the run is; wh
 def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, start: StartFrames, *,
              spec: StyleSpec, check: Check, temporal: bool = True, limits: VideoLimits | None = None,
              on_frame: Callable[[int, int], None] | None = None,
-             momentum: float = DEFAULT_MOMENTUM) -> VideoStats:
+             momentum: float = DEFAULT_MOMENTUM, preview: PreviewSink | None = None) -> VideoStats:
     """A video file -> an MP4 at ``dest`` with its sound, each frame through ``start(width, height)``'s function.
 
     ``options``: the size (``max_side``, ``framing``), ``max_pixels`` and the time left for FFmpeg's open; the
     model's settings are the frame function's business. ``limits`` are checked from the header before ``start`` is
-    called (None: :class:`VideoLimits` with ``options.max_pixels``). ``check(where)`` runs after every item (sound
+    called (None: :class:`VideoLimits` with ``options.max_pixels``). ``preview(rgb, seconds)`` gets every finished
+    frame with its time, as it is handed to the encoder (:class:`animegan.preview.SegmentWriter`: watch the clip as
+    it converts); it must not block. ``check(where)`` runs after every item (sound
     after the last frame is inside the deadline too). Nothing is left at ``dest`` unless the whole video was
     written: the output is built in a hidden file beside it and renamed at the end. Raises VideoError for unusable
     input. The stats' model fields (style, device, precision, plan) are the caller's to fill.
@@ -735,6 +744,8 @@ def run_clip(source: str | os.PathLike, dest: str | os.PathLike, options: RunOpt
                 frames += 1
                 if on_frame:
                     on_frame(frames, max(expected, frames))
+                if preview is not None:  # the frame as written (never waits: a preview drops what it can't take)
+                    preview(rgb, item.seconds(frames - 1, info.fps))
                 item = ("frame", item, rgb)
             if not _put(styled, item, stop, encoder) or encoder.error is not None:
                 break

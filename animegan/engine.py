@@ -43,6 +43,7 @@ from .weights.download import Progress
 
 if TYPE_CHECKING:  # PyAV loads only when a clip is converted (LocalConverter.clip imports animegan.clips then)
     from .clips import VideoLimits, VideoStats
+    from .preview import PreviewSink
 
 log = logging.getLogger(__name__)
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in all)
@@ -242,8 +243,12 @@ class Converter(Protocol):
 
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: VideoLimits | None = None, on_frame: FrameProgress | None = None,
-             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> VideoStats:
-        """A video file -> an MP4 at ``dest`` with its sound (see :func:`animegan.video.stylize_video`)."""
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
+             preview: PreviewSink | None = None) -> VideoStats:
+        """A video file -> an MP4 at ``dest`` with its sound (see :func:`animegan.video.stylize_video`).
+
+        ``preview(rgb, seconds)``: each finished frame as it is written, to watch the clip as it converts (it must
+        not block). A backend whose frames are finished elsewhere may never call it (Ray Serve, ZeroGPU)."""
         ...
 
     def replicas(self) -> list[dict]:
@@ -292,7 +297,8 @@ class LocalConverter:
 
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: VideoLimits | None = None, on_frame: FrameProgress | None = None,
-             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> VideoStats:
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
+             preview: PreviewSink | None = None) -> VideoStats:
         from . import clips  # PyAV: loaded by the first clip, not by photos
 
         deadline = Deadline.of(options)
@@ -310,7 +316,7 @@ class LocalConverter:
             deadline.check(where)
 
         stats = clips.run_clip(source, dest, options, start, spec=spec, check=between, temporal=temporal,
-                               limits=limits, on_frame=on_frame, momentum=momentum)
+                               limits=limits, on_frame=on_frame, momentum=momentum, preview=preview)
         run = runs[0]
         first = [n for n in run.notices if n.kind == "precision"]  # as a photo's: the precision notice leads
         stats.notices = first + stats.notices + [n for n in run.notices if n.kind != "precision"]

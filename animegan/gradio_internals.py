@@ -23,6 +23,8 @@ fail on an upgrade that changes them:
   refusals).
 * :func:`after_example_loads`: the event that fills an example's inputs (``tests/test_app_ui.py``,
   ``tests/test_browser.py``).
+* :func:`stream_segments`: the Video tab's preview plays the engine's own MPEG-TS segments through a streaming
+  ``gr.Video`` (``tests/test_video_browser.py::test_the_result_plays_while_it_converts_and_the_whole_mp4_downloads``).
 * :data:`WEBCAM_BUTTON_CSS`: the webcam mirror's start button, reached through Gradio's page markup
   (``tests/test_video_browser.py``).
 """
@@ -238,6 +240,76 @@ def is_refused_path(exc: BaseException) -> bool:
     from gradio.exceptions import InvalidPathError
 
     return isinstance(exc, InvalidPathError)
+
+
+def stream_segments(video: Any, read: Callable[[Any], tuple[bytes, float] | None]) -> bool:
+    """Make the streaming output ``video`` (a ``gr.Video(streaming=True)``) play MPEG-TS segments as they are.
+
+    What its event yields is handed to ``read`` (in a worker thread), which answers (the segment's bytes, how long
+    it plays) or None (nothing to add). Gradio 6.31's ``Video.stream_output`` takes a file per chunk and runs the
+    ``ffprobe`` and ``ffmpeg`` programs on each (its length, its sound re-encoded, a remux); this app neither needs
+    nor installs them (PyAV's wheels carry FFmpeg as libraries), and its segments are already what the page's
+    hls.js plays (H.264 in MPEG-TS, timestamps running on). So the instance's four ``StreamingOutput`` methods are
+    replaced: each chunk goes into Gradio's playlist as it is, nothing is held back at the end, and the whole
+    stream is not offered as one file (``playlist-file``; the finished MP4 is the download). Instance attributes,
+    not a subclass: Gradio writes a ``.pyi`` stub beside the source file of every ``Component`` subclass.
+
+    Gradio keeps every run's segments in memory (``Blocks.pending_streams[session][run]``) until the page's session
+    ends; when a run's first segment goes out, the same page's earlier, ended runs of this output are dropped, so
+    one page holds one run's preview (a page converting clip after clip does not grow the server's memory).
+    (``tests/test_video_browser.py::test_the_result_plays_while_it_converts_and_the_whole_mp4_downloads``.)
+    """
+    import anyio
+    import gradio as gr
+
+    names = ("stream_output", "flush_stream_output", "end_stream_output", "combine_stream")
+    if not getattr(video, "streaming", False) or not all(callable(getattr(video, n, None)) for n in names):
+        _missing("streaming gr.Video with StreamingOutput's methods")
+        return False
+
+    async def stream_output(value: Any, output_id: str, first_chunk: bool) -> tuple[dict | None, dict]:
+        playlist = {"path": output_id, "is_stream": True, "orig_name": "preview.ts", "meta": {"_type": "gradio.FileData"}}
+        if first_chunk:
+            _forget_earlier_runs(output_id, video._id)
+        chunk = await anyio.to_thread.run_sync(read, value)
+        if chunk is None:
+            return None, playlist
+        data, seconds = chunk
+        return {"data": data, "duration": seconds, "extension": ".ts"}, playlist
+
+    async def flush_stream_output(output_id: str) -> None:
+        return None
+
+    def end_stream_output(output_id: str) -> None:
+        return None
+
+    async def combine_stream(stream: list[bytes], desired_output_format: str | None = None,
+                             only_file: bool = False) -> Any:
+        raise gr.Error("The preview is not a download; the finished MP4 is, once the conversion ends.",
+                       title="Preview", print_exception=False)
+
+    video.stream_output, video.flush_stream_output = stream_output, flush_stream_output
+    video.end_stream_output, video.combine_stream = end_stream_output, combine_stream
+    return True
+
+
+def _forget_earlier_runs(output_id: str, block_id: int) -> None:
+    """Drop the ended runs of one page's streaming output ``block_id`` (Gradio 6.31: ``pending_streams``, keyed by
+    session and run; ``output_id`` is ``session/run/block/playlist.m3u8``; the event's Blocks in ``LocalContext``)."""
+    from gradio.context import LocalContext
+
+    pending = getattr(LocalContext.blocks.get(None), "pending_streams", None)
+    session, _, rest = output_id.partition("/")
+    if not isinstance(pending, dict):
+        _missing("Blocks.pending_streams")
+        return
+    runs = pending.get(session)
+    if not isinstance(runs, dict):  # the page's first stream
+        return
+    current = rest.partition("/")[0]
+    for run in [r for r, streams in runs.items()
+                if r != current and block_id in streams and all(getattr(s, "ended", False) for s in streams.values())]:
+        del runs[run]
 
 
 def after_example_loads(examples: Any) -> Any:

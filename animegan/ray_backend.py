@@ -247,10 +247,12 @@ class RayBackend:
 
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: Any = None, on_frame: FrameProgress | None = None,
-             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> Any:
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
+             preview: Callable[[np.ndarray, float], None] | None = None) -> Any:
         """A whole clip on a replica: the file's bytes go, the MP4's come back (written beside ``dest``, then
         renamed: nothing is left there unless the whole video arrived). ``on_frame`` follows the replica's frames;
-        what ``check()`` raises stops the wait and the replica's run."""
+        what ``check()`` raises stops the wait and the replica's run. ``preview`` is never called: the frames are
+        finished on the replica, and only progress comes back while it runs (the finished MP4 at the end)."""
         data = Path(source).read_bytes()
         deadline = Deadline.of(options)
         for attempt in (1, 2):

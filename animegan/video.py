@@ -46,7 +46,8 @@ from .temporal import CUT_THRESHOLD, DEFAULT_MOMENTUM, FrameSmoother, thumbnail
 def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions | str | None = None, *,
                   temporal: bool = True, limits: VideoLimits | None = None, registry: Registry | None = None,
                   on_frame: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None,
-                  momentum: float = DEFAULT_MOMENTUM, weights: WeightsArg = None, **keywords: Any) -> VideoStats:
+                  momentum: float = DEFAULT_MOMENTUM, weights: WeightsArg = None,
+                  preview: Callable[[np.ndarray, float], None] | None = None, **keywords: Any) -> VideoStats:
     """Stylise a video file into an MP4 at ``dest``, with its sound; returns what happened.
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords
@@ -56,14 +57,15 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
     ``temporal``: smooth the layer statistics across frames. ``on_frame(done, expected)`` after each frame;
     ``check()`` between frames (what it raises stops the run); the options' deadline is checked there too
     (:class:`~animegan.engine.ConversionTimeout`). Nothing is left at ``dest`` unless the whole video was written.
-    Raises VideoError for unusable input. ``weights``: as :func:`animegan.stylize` takes it.
+    Raises VideoError for unusable input. ``weights``: as :func:`animegan.stylize` takes it. ``preview(rgb, seconds)``:
+    each finished frame as it is written (an :class:`animegan.preview.SegmentWriter` makes playable segments of them).
     """
     if isinstance(options, str):  # stylize_video(src, dest, "hayao", ...) like stylize(photo, "hayao", ...)
         options, keywords = None, {**keywords, "style": options}
     options = options_from(options, keywords)
     converter = LocalConverter(registry_for(weights, options.style, registry))
     return converter.clip(source, dest, options, temporal=temporal, limits=limits, on_frame=on_frame, check=check,
-                          momentum=momentum)
+                          momentum=momentum, preview=preview)
 
 
 def stylize_frame(frame: np.ndarray, options: RunOptions, smoother: FrameSmoother | None = None,

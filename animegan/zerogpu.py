@@ -89,7 +89,10 @@ class ZeroGPUConverter:
 
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: Any = None, on_frame: FrameProgress | None = None,
-             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM) -> Any:
+             check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
+             preview: Callable[[np.ndarray, float], None] | None = None) -> Any:
+        """A clip inside ``spaces.GPU`` (a forked process): ``preview`` is never called, as nothing comes back from
+        there before the whole clip does."""
         if check is not None:
             check()
         portable, left = options.portable()

@@ -29,7 +29,7 @@ from ..serving import ServeConfig
 from ..styles import StyleSpec, UnknownStyleError
 from ..upload_gate import PhotoRefused, UploadGate
 from . import texts
-from .watch import ClientWatch, StopWatch
+from .watch import ClientWatch, StopPresses, StopWatch
 
 CONVERT_GROUP = "convert"       # concurrency id of every event that runs the model (photos and videos)
 AVAILABILITY_TTL_S = 10.0
@@ -104,6 +104,7 @@ class StylizeApp:
         # The only files a request may make the server read: Gradio's uploads and our example photos.
         self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
+        self.stop_presses = StopPresses()  # the Stop buttons of the pages (Video tab)
         # Each photo of a batch is a result folder too, and its gallery shows them until the batch ends.
         self.photo_results = temp_files.ResultFolders(
             max(KEEP_RESULTS, 2 * config.workers() * (1 + config.batch_limit())), config.temp_max_age)
@@ -161,7 +162,9 @@ class StylizeApp:
     # -- requests -------------------------------------------------------------------------------
     def watch(self, request: gr.Request | None, stop_button: bool = False) -> ClientWatch:
         """The client watch of the job ``request`` runs in (with ``stop_button``, the Stop button's too)."""
-        return (StopWatch if stop_button else ClientWatch)(self.demo, self.listeners, request)
+        if stop_button:
+            return StopWatch(self.demo, self.listeners, request, self.stop_presses)
+        return ClientWatch(self.demo, self.listeners, request)
 
     def discard_refused(self, payload: Any) -> None:
         """Delete an input that can never be converted (its upload, and the MCP server's copy of the same bytes);

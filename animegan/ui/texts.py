@@ -29,7 +29,8 @@ log = logging.getLogger("animegan.app")
 
 # Error titles that end a request without a failed conversion: its user stopped it or left, or asked for a style
 # whose weights are not here (the style's state is in the Styles panel, not a conversion that went wrong).
-STOPPED_TITLES = ("Stopped", "Client gone")
+STOPPED_TITLE = "Stopped"  # its user pressed Stop
+STOPPED_TITLES = (STOPPED_TITLE, "Client gone")
 UNAVAILABLE_TITLES = ("Style unavailable",)
 STOPPED_NOTICE = "**Stopped:** the conversion was stopped; nothing was kept."
 
@@ -80,7 +81,8 @@ def user_error(exc: BaseException, spec: StyleSpec, max_side: int,
         return gr.Error(f"This photo can't be used: {str(exc).rstrip('.')}.", title="Unusable photo", print_exception=False)
     if isinstance(exc, Stopped):
         log.info("conversion stopped by its user with Stop (style %s)", spec.id)
-        return gr.Error("Stopped: the conversion was stopped; nothing was kept.", title="Stopped", print_exception=False)
+        return gr.Error("Stopped: the conversion was stopped; nothing was kept.", title=STOPPED_TITLE,
+                        print_exception=False)
     if isinstance(exc, ClientGone):
         log.info("conversion stopped (style %s): %s", spec.id, exc)
         return gr.Error(f"Stopped: {exc}.", title="Client gone", print_exception=False)

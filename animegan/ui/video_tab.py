@@ -9,16 +9,19 @@ failed run leaves no file behind.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+import queue
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from .. import imaging, temp_files, video
+from .. import gradio_internals, imaging, preview, temp_files, video
 from ..upload_gate import PhotoRefused
 from . import inputs, texts
 from .state import CONVERT_GROUP, LastRun, StylizeApp
@@ -28,6 +31,7 @@ log = logging.getLogger("animegan.app")
 API_NAME = "stylize_video"
 KEEP_VIDEOS = 8                 # result videos kept on disk (Gradio copies each into its own cache first)
 NOUN = "video"                  # what Gradio's own file check refused, in this tab's words
+PREVIEW_FOLDER = "preview"      # the run's preview segments, inside its result folder
 
 
 class VideoTab:
@@ -51,24 +55,55 @@ class VideoTab:
                               side_by_side)
 
     def convert_page(self, video_file: Any, style: str | None, max_side: Any, temporal: Any, framing: Any = None,
-                     keep_color: Any = None, side_by_side: Any = None, request: gr.Request = None,  # type: ignore[assignment]
-                     progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
-        """The page's Convert: a failure stays readable in the notice area (and a toast says it too)."""
-        try:
-            path, text = self._observed(video_file, style, max_side, temporal, framing, request, progress, keep_color,
-                                        side_by_side)
-        except gr.Error as exc:
-            gr.Warning(exc.message, title=exc.title)
-            return None, texts.page_error(exc)
-        return path, text
+                     keep_color: Any = None, side_by_side: Any = None,
+                     request: gr.Request = None,  # type: ignore[assignment]
+                     progress: gr.Progress = gr.Progress()  # noqa: B008
+                     ) -> Iterator[tuple[Any, Any, Any]]:
+        """The page's Convert: (preview, result, notice). The preview plays each segment as the run makes it; at the
+        end the finished MP4 and its notice. A failure stays readable in the notice area (and a toast says it too).
+
+        The run goes on in a thread of its own (the generator only passes segments on): Stop, a closed page and the
+        deadline reach it through its checks between frames, as before, and its folder (segments included) goes.
+        """
+        segments: queue.Queue = queue.Queue()  # a few per second at most; the run never waits on the page
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = self._observed(video_file, style, max_side, temporal, framing, request, progress,
+                                                   keep_color, side_by_side, on_segment=segments.put)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the page's thread below
+                outcome["error"] = exc
+            finally:
+                segments.put(None)
+
+        # The copied context carries Gradio's (progress, warnings) into the run's thread.
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), name="video-convert", daemon=True)
+        worker.start()
+        while (segment := segments.get()) is not None:
+            yield segment, gr.skip(), gr.skip()
+        worker.join()
+        error = outcome.get("error")
+        if isinstance(error, gr.Error) and error.title == texts.STOPPED_TITLE:
+            yield None, None, texts.STOPPED_NOTICE  # its user knows: no toast
+            return
+        if isinstance(error, gr.Error):
+            gr.Warning(error.message, title=error.title)
+            yield gr.skip(), None, texts.page_error(error)
+            return
+        if error is not None:
+            raise error
+        path, text = outcome["result"]
+        yield gr.skip(), path, text
 
     def _observed(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
                   request: gr.Request | None, progress: gr.Progress, keep_color: Any = None,
-                  side_by_side: Any = None) -> tuple[str, str]:
+                  side_by_side: Any = None,
+                  on_segment: Callable[[preview.Segment], None] | None = None) -> tuple[str, str]:
         started = time.perf_counter()
         try:
             path, text, stats = self._convert(video_file, style, max_side, temporal, framing, request, progress,
-                                              keep_color, side_by_side)
+                                              keep_color, side_by_side, on_segment)
         except gr.Error as exc:
             self.observe(style, started, None, exc)
             raise
@@ -83,8 +118,8 @@ class VideoTab:
                                  error_title=getattr(error, "title", None) or ("Error" if error else None))
 
     def _convert(self, video_file: Any, style: Any, max_side: Any, temporal: Any, framing: Any,
-                 request: gr.Request | None, progress: gr.Progress,
-                 keep_color: Any = None, side_by_side: Any = None) -> tuple[str, str, video.VideoStats]:
+                 request: gr.Request | None, progress: gr.Progress, keep_color: Any = None, side_by_side: Any = None,
+                 on_segment: Callable[[preview.Segment], None] | None = None) -> tuple[str, str, video.VideoStats]:
         app = self.app
         with app.gauge:
             spec = app.chosen_style(style)
@@ -98,16 +133,24 @@ class VideoTab:
             source, name = self._video(video_file)
             watch = app.watch(request, stop_button=True)
             folder = app.result_folder()
+            writer: preview.SegmentWriter | None = None
             try:
                 watch.check()
                 info = video.probe(source, self.limits, timeout=options.seconds_left())  # the limits, before any work
                 progress(0.0, desc=f"Preparing the {spec.name} style")
                 folder.mkdir(parents=True)
                 dest = folder / imaging.result_name(name, spec.id, "mp4", side_by_side=options.side_by_side)
+                if on_segment is not None:  # the preview's segments live and go with the result
+                    writer = preview.SegmentWriter(folder / PREVIEW_FOLDER, info.fps, on_segment)
                 stats = app.converter.clip(source, dest, options, temporal=smooth, limits=self.limits,
-                                           on_frame=_frame_progress(progress, info), check=watch.check)
+                                           on_frame=_frame_progress(progress, info), check=watch.check,
+                                           preview=writer)
+                if writer is not None:
+                    writer.close()  # its last segment goes out before the result
                 watch.check()
             except BaseException as exc:
+                if writer is not None:
+                    writer.abandon()
                 shutil.rmtree(folder, ignore_errors=True)  # a stopped or failed run leaves nothing behind
                 if isinstance(exc, gr.Error):
                     raise
@@ -132,6 +175,10 @@ class VideoTab:
             log.warning("video refused: %s", exc.reason)
             raise gr.Error(exc.public, title="Unusable video", print_exception=False) from None
         return path, inputs.safe_stem(name)
+
+    def press_stop(self, request: gr.Request) -> None:
+        """The page's Stop: its conversion that joined the queue before now ends at its next check."""
+        self.app.stop_presses.press(getattr(request, "session_hash", None))
 
     def refuse_input(self, exc: Exception, path_refused: bool) -> gr.Error:
         """The answer to a request of this tab that Gradio refused before the handler ran (counted as a failure)."""
@@ -173,6 +220,9 @@ class VideoTab:
                     gr.Markdown(f"Clips up to {self.limits.max_seconds:g} s and {self.limits.max_frames} frames; the "
                                 "sound is kept.", elem_id="video-limits")
                 with gr.Column(scale=1):
+                    live = gr.Video(label="Preview (plays as it converts)", streaming=True, autoplay=True,
+                                    interactive=False, buttons=[], height=240, elem_id="video-preview")
+                    gradio_internals.stream_segments(live, _segment_chunk)
                     result = gr.Video(label="Anime video (MP4)", format=None, interactive=False, autoplay=False,
                                       buttons=["download"], height=360, elem_id="video-result")
                     note = gr.Markdown(label="Notice", elem_id="video-notice")
@@ -180,17 +230,27 @@ class VideoTab:
         style.change(lambda s: gr.update(visible=app.is_portrait(s)), inputs=[style], outputs=[framing], queue=False,
                      api_visibility="private", show_progress="hidden")
         page_inputs = [clip, style, max_side, temporal, framing, keep_color, side_by_side]
-        running = convert.click(self.convert_page, inputs=page_inputs, outputs=[result, note],
-                                api_visibility="private", preprocess=False, concurrency_limit=workers,
-                                concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
-        # Stop: the job is cancelled, and the result area says so (the cancelled event alone leaves an "Error" badge)
-        stop.click(None, cancels=[running], api_visibility="private").then(
-            lambda: (None, texts.STOPPED_NOTICE), outputs=[result, note], queue=False, api_visibility="private",
-            show_progress="minimal")
+        convert.click(self.convert_page, inputs=page_inputs, outputs=[live, result, note],
+                      api_visibility="private", preprocess=False, concurrency_limit=workers,
+                      concurrency_id=CONVERT_GROUP, show_progress="full", show_progress_on=[result])
+        # Stop: the page's running conversion ends at its next check between frames and says so itself (not
+        # Gradio's cancels, whose "Error" badge on the outputs races whatever clears it: watch.StopPresses).
+        stop.click(self.press_stop, inputs=None, outputs=None, queue=False, api_visibility="private",
+                   show_progress="hidden")
         # framing came after the first four inputs, with a default: 4-argument calls keep working.
         api_trigger.click(_api_function(self), inputs=page_inputs, outputs=[result, note],
                           api_name=API_NAME, preprocess=False, concurrency_limit=workers,
                           concurrency_id=CONVERT_GROUP, show_progress="hidden")
+
+
+def _segment_chunk(value: Any) -> tuple[bytes, float] | None:
+    """A preview segment the page's Convert yielded -> its bytes and length, for the streaming preview."""
+    if not isinstance(value, preview.Segment):
+        return None
+    try:
+        return value.path.read_bytes(), value.duration
+    except FileNotFoundError:  # the run was stopped, and its folder removed, before this one went out
+        return None
 
 
 def _frame_progress(progress: gr.Progress, info: video.VideoInfo) -> Callable[[int, int], None]:

@@ -6,6 +6,9 @@ stream, or whose stream closed, is also abandoned after ``CLIENT_GRACE_S``. The 
 """
 from __future__ import annotations
 
+import threading
+import time
+
 import gradio as gr
 
 from .. import flags, gradio_internals
@@ -44,12 +47,47 @@ class ClientWatch:
             raise ClientGone(f"no client has listened for its result for {waited:.0f} s")
 
 
+class StopPresses:
+    """When each page last pressed a Stop button, by session: the job of that page that joined the queue before
+    the press is stopped at its next check. Why not Gradio's ``cancels``: a cancelled event's "Error" badge reaches
+    the page after (or before) whatever clears it, in no fixed order; a job that ends by itself ends cleanly."""
+
+    KEEP_S = 3600.0  # a press older than the longest run matters to nobody
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pressed: dict[str, float] = {}
+
+    def press(self, session: str | None) -> None:
+        if not session:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._pressed[session] = now
+            if len(self._pressed) > 1024:  # forget old presses (pages long gone)
+                self._pressed = {k: t for k, t in self._pressed.items() if now - t < self.KEEP_S}
+
+    def since(self, session: str | None, joined: float) -> bool:
+        """Whether ``session`` pressed Stop after ``joined`` (a ``time.monotonic()``)."""
+        with self._lock:
+            pressed = self._pressed.get(session or "")
+        return pressed is not None and pressed >= joined
+
+
 class StopWatch(ClientWatch):
-    """:class:`ClientWatch`, plus the Stop button: a job that Gradio cancelled raises :class:`Stopped`."""
+    """:class:`ClientWatch`, plus Stop: its page's Stop button (:class:`StopPresses`) or a client's cancel of the
+    job (``/gradio_api/cancel``, which Gradio does by dropping it from the queue) raises :class:`Stopped`."""
+
+    def __init__(self, demo: gr.Blocks | None, listeners: Listeners, request: gr.Request | None,
+                 presses: StopPresses) -> None:
+        super().__init__(demo, listeners, request)
+        self.presses = presses
+        self.session = getattr(request, "session_hash", None)
+        self.joined = time.monotonic() - (gradio_internals.event_waited(self.event) if self.event is not None else 0.0)
 
     def check(self) -> None:
         # Stop first: a cancelled job's client also stops listening, which would read as a client that left.
-        if self.event is not None and gradio_internals.was_cancelled(self.demo, self.event):
+        if self.presses.since(self.session, self.joined) or (
+                self.event is not None and gradio_internals.was_cancelled(self.demo, self.event)):
             raise Stopped("the conversion was stopped")
         super().check()
-
