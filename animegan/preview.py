@@ -11,7 +11,7 @@ the next on the clip's own clock (its first frame at :data:`CLOCK_START_S`), so 
 clip's frame rate.
 
 The preview is silent and made for watching: the finished MP4 (with its sound, at the pipeline's quality) is the
-result. Nothing here knows about Gradio; the Video tab serves the segments (``animegan.ui.preview_video``).
+result. Nothing here knows about Gradio; the Video tab serves the segments (``gradio_internals.stream_segments``).
 """
 from __future__ import annotations
 
