@@ -144,8 +144,8 @@ def test_shared_clip_keeps_frames_timing_size_and_sound(shared, registry, tmp_pa
     data = dest.read_bytes()
     assert data.find(b"moov") < data.find(b"mdat")                 # +faststart: the index comes first
     psnrs = [imaging.psnr(o, np.asarray(stylize(i, "hayao", registry=registry, max_side=0, precision="fp32").image))
-             for o, i in zip(out_frames[::3], in_frames[::3])]  # every 3rd: bench/video_bench.py fidelity does all
-    print(f"\nper-frame PSNR (every 3rd frame), output (H.264 decoded) vs stylize() of the decoded input: "
+             for o, i in zip(out_frames[::6], in_frames[::6])]  # every 6th: bench/video_bench.py fidelity does all
+    print(f"\nper-frame PSNR (every 6th frame), output (H.264 decoded) vs stylize() of the decoded input: "
           f"min {min(psnrs):.2f} dB, mean {np.mean(psnrs):.2f} dB")
     assert min(psnrs) > 30  # H.264 at crf 18 is the only difference
 
