@@ -224,6 +224,11 @@ def test_the_api_takes_side_by_side_last_and_refuses_junk(app_url: str, small_ph
     status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(upload, "hayao", 64, side_by_side="junk"))
     assert status == 200 and not msg["success"], msg
     assert attack.error_text(msg).startswith("Side by side must be true or false, not 'junk'"), msg
+    # the other on/off inputs read the same way (inputs.on_off): junk is refused by name, not taken as off or on
+    status, msg = raw.call(raw.fn_index("stylize"), attack.stylize_data(photo, side=64, keep=[1]))
+    assert attack.error_text(msg).startswith("Keep brightness must be true or false, not [1]"), msg
+    status, msg = raw.call(raw.fn_index("stylize_video"), attack.video_data(upload, "hayao", 64, temporal="often"))
+    assert attack.error_text(msg).startswith("Temporal smoothing must be true or false, not 'often'"), msg
 
 
 @pytest.mark.browser

@@ -91,29 +91,35 @@ def background(value: Any) -> str:
     return str(value or KEEP).strip().lower()
 
 
-def flag(value: Any) -> bool:
-    """An on/off input: a checkbox's bool, or a string from a raw request (``flags.TRUE`` spellings are on)."""
-    if isinstance(value, str):
-        return flags.switch(value, False)
-    return bool(value)
-
-
-def temporal(value: Any) -> bool:
-    """The temporal smoothing input of the Video and Webcam tabs: on unless it says off (None is on)."""
-    return True if value is None else flag(value)
-
-
-def side_by_side(value: Any) -> bool:
-    """The Side by side checkbox (photos and videos): a bool; from a raw request also None or "" (off, as an older
-    client's missing value), 0 or 1, or a ``flags.TRUE`` / ``flags.FALSE`` spelling. Anything else is refused by
-    name, not guessed: a mistyped request should not silently get the plain result."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
+def on_off(value: Any, name: str, default: bool = False) -> bool:
+    """The one reading of an on/off input (keep brightness, temporal smoothing, side by side): a checkbox's bool;
+    from a raw request also None or "" (the default, as an older client's missing value), 0 or 1, or a
+    ``flags.TRUE`` / ``flags.FALSE`` spelling. Anything else is refused by name, not guessed: a mistyped request
+    should not silently get another result than it asked for."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # junk falls through to the message
             return bool(flags.truthy(value))
     shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "..."
-    raise gr.Error(f"Side by side must be true or false, not {shown}.", title="Bad side by side",
+    raise gr.Error(f"{name} must be true or false, not {shown}.", title=f"Bad {name.lower()}",
                    print_exception=False)
+
+
+def flag(value: Any) -> bool:
+    """The Keep brightness checkbox (off unless it says on)."""
+    return on_off(value, "Keep brightness")
+
+
+def temporal(value: Any) -> bool:
+    """The temporal smoothing input of the Video and Webcam tabs: on unless it says off (None is on)."""
+    return on_off(value, "Temporal smoothing", default=True)
+
+
+def side_by_side(value: Any) -> bool:
+    """The Side by side checkbox (photos and videos): off unless it says on."""
+    return on_off(value, "Side by side")
