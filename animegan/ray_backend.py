@@ -132,8 +132,8 @@ class Stylizer:
         cancelled request) stops it at the next frame.
 
         ``preview``: a :class:`~animegan.preview.SegmentWriter`'s settings. The replica then writes the preview's
-        segments into a folder of the clip's temporary one (gone at the end, whatever happens) and sends each one
-        as ("segment", index, start, duration, frames, MPEG-TS bytes), in order and before "done"."""
+        segments into a folder of the clip's temporary one (gone before "done" goes out, and on any failure) and sends
+        each one as ("segment", index, start, duration, frames, MPEG-TS bytes), in order and before "done"."""
         options = self._options(options, time_left)
         events: queue.Queue = queue.Queue()
         stopped = threading.Event()
@@ -197,8 +197,8 @@ class Stylizer:
                         stats = event[1]
                         with self._lock:
                             self.conversions += stats.frames
-                        yield ("done", dest.read_bytes(), stats, self.stats())
-                        return
+                        done = ("done", dest.read_bytes(), stats, self.stats())
+                        break
             finally:
                 stopped.set()
                 worker.join()
@@ -206,6 +206,7 @@ class Stylizer:
                     writer.abandon()
                     if sent[1]:
                         log.info("the clip's preview left out %d segment(s) (%d sent)", sent[1], sent[0])
+        yield done  # the clip's folder is gone by the time the app has the result
 
     def stats(self) -> dict[str, Any]:
         """Where this replica runs and what it holds: read by the app's /stats and the tests."""

@@ -123,7 +123,7 @@ def test_a_clips_preview_segments_come_back_from_the_replica_while_it_runs(backe
     assert got[0].start == 0 and got[-1].start + got[-1].duration == pytest.approx(n / fps, abs=1e-3)
     assert sorted(p.name for p in (tmp_path / "preview").iterdir()) == sorted(s.path.name for s in got)
     assert replica_folders, "the replica's preview folder was not found while it ran"
-    assert not any(folder.exists() for folder in replica_folders)  # removed with the clip's temporary folder
+    assert not any(folder.exists() for folder in replica_folders)  # gone with the clip's, before the result came
 
 
 def test_webcam_frames_run_on_the_replica_with_their_stream_state(backend, registry, photos) -> None:
