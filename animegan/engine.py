@@ -248,7 +248,9 @@ class Converter(Protocol):
         """A video file -> an MP4 at ``dest`` with its sound (see :func:`animegan.video.stylize_video`).
 
         ``preview(rgb, seconds)``: each finished frame as it is written, to watch the clip as it converts (it must
-        not block). A backend whose frames are finished elsewhere may never call it (Ray Serve, ZeroGPU)."""
+        not block). A backend whose frames are finished elsewhere previews only through a
+        :class:`~animegan.preview.EncodedSink` (a SegmentWriter: Ray Serve sends it the segments encoded there) or
+        not at all (ZeroGPU); it never calls a plain callable."""
         ...
 
     def replicas(self) -> list[dict]:

@@ -10,6 +10,11 @@ slow run still shows something every couple of seconds. Each segment is a file o
 the next on the clip's own clock (its first frame at :data:`CLOCK_START_S`), so a player plays them in a row at the
 clip's frame rate.
 
+When the frames are finished in another process (``--backend ray``), a writer there encodes them and the segments'
+bytes travel back: :meth:`SegmentWriter.add_encoded` takes such a segment into this side's writer, and
+:meth:`SegmentWriter.settings` says how the far writer should cut them. :class:`EncodedSink` names that pair, the
+interface a remote backend previews through.
+
 The preview is silent and made for watching: the finished MP4 (with its sound, at the pipeline's quality) is the
 result. Nothing here knows about Gradio; the Video tab serves the segments (``gradio_internals.stream_segments``).
 """
@@ -24,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import av
 import numpy as np
@@ -43,6 +49,20 @@ PreviewSink = Callable[[np.ndarray, float], None]  # (HxWx3 uint8 RGB frame, its
 _END = object()
 
 
+@runtime_checkable
+class EncodedSink(Protocol):
+    """A preview that also takes segments encoded elsewhere (a :class:`SegmentWriter` is one): what a backend whose
+    frames are finished in another process previews through."""
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments for the far side's :class:`SegmentWriter` (fps, segment_s, wait_s, queue_frames)."""
+        ...
+
+    def add_encoded(self, data: bytes, start: float, duration: float, frames: int) -> bool:
+        """One finished segment's bytes, in playing order; False when it was not taken."""
+        ...
+
+
 @dataclass(frozen=True)
 class Segment:
     """One finished preview segment: an MPEG-TS file with H.264 video only."""
@@ -60,6 +80,7 @@ class SegmentWriter:
     ``fps``: the clip's frame rate (the last frame of a segment shows for one frame's time). ``on_segment`` runs in
     the writer's thread for each finished segment. :meth:`close` writes what is left and waits for the thread;
     :meth:`abandon` stops without another segment. Frames must not change after they are handed over.
+    A writer is fed either frames or (:meth:`add_encoded`) segments encoded elsewhere, not both.
     """
 
     def __init__(self, folder: str | Path, fps: float, on_segment: Callable[[Segment], None], *,
@@ -69,12 +90,13 @@ class SegmentWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.frame_s = 1.0 / fps if fps and fps > 0 else 1.0 / 25
         self.on_segment = on_segment
-        self.segment_s, self.wait_s = segment_s, wait_s
+        self.segment_s, self.wait_s, self.queue_frames = segment_s, wait_s, queue_frames
         self.offered = self.dropped = self.written = 0
         self.segments: list[Segment] = []
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(queue_frames)
         self._abandoned = threading.Event()
+        self._publishing = threading.Lock()  # one segment at a time gets its index, its file and its on_segment
         self._origin: float | None = None
         self._thread = threading.Thread(target=self._run, name="preview-encode", daemon=True)
         self._thread.start()
@@ -95,6 +117,37 @@ class SegmentWriter:
         except queue.Full:
             self.dropped += 1
             return False
+
+    def settings(self) -> dict[str, Any]:
+        """How this writer cuts segments, as keyword arguments for another one (``SegmentWriter(folder, **s, ...)``):
+        a writer in the process that finishes the frames cuts them as this one would."""
+        return {"fps": 1.0 / self.frame_s, "segment_s": self.segment_s, "wait_s": self.wait_s,
+                "queue_frames": self.queue_frames}
+
+    def add_encoded(self, data: bytes, start: float, duration: float, frames: int) -> bool:
+        """A segment another writer made (its MPEG-TS bytes as they are; ``start``, ``duration`` on the clip's clock):
+        written into this writer's folder under its own name and handed to ``on_segment``, in the caller's thread.
+
+        False, and nothing written, once the writer was abandoned or when the segment starts before the end of the
+        last one (a rerun of the clip sends its start again: what was shown stays, the rest follows on).
+        """
+        with self._publishing:
+            if self._abandoned.is_set():
+                return False
+            if self.segments and start < self.segments[-1].start + self.segments[-1].duration - 1e-6:
+                return False
+            index = len(self.segments)
+            path = self.folder / _name(index)
+            partial = path.with_name(path.name + ".partial")
+            try:
+                partial.write_bytes(data)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+            segment = Segment(path, index, start, duration, frames)
+            self.segments.append(segment)
+            self.on_segment(segment)
+            return True
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish: the frames queued so far and the last segment are written, then the thread ends."""
@@ -138,7 +191,7 @@ class SegmentWriter:
                     self._publish(current, t)
                     current = None
                 if current is None:
-                    current = _Open(self.folder / f"preview-{len(self.segments):05d}.ts", len(self.segments), t,
+                    current = _Open(self.folder / _name(len(self.segments)), len(self.segments), t,
                                     rgb.shape[1], rgb.shape[0], self.frame_s)
                 current.add(rgb, t)
                 self.written += 1
@@ -156,9 +209,14 @@ class SegmentWriter:
         """Close ``current`` (it plays until ``next_start``, or one frame after its last) and hand it over."""
         end = next_start if next_start is not None else current.last + self.frame_s
         segment = current.finish(end)
-        self.segments.append(segment)
-        if not self._abandoned.is_set():
-            self.on_segment(segment)
+        with self._publishing:
+            self.segments.append(segment)
+            if not self._abandoned.is_set():
+                self.on_segment(segment)
+
+
+def _name(index: int) -> str:
+    return f"preview-{index:05d}.ts"
 
 
 class _Open:
@@ -202,4 +260,5 @@ class _Open:
                 self.partial.unlink()
 
 
-__all__ = ["CLOCK", "CLOCK_START_S", "QUEUE_FRAMES", "SEGMENT_S", "SEGMENT_WAIT_S", "PreviewSink", "Segment", "SegmentWriter"]
+__all__ = ["CLOCK", "CLOCK_START_S", "QUEUE_FRAMES", "SEGMENT_S", "SEGMENT_WAIT_S", "EncodedSink", "PreviewSink", "Segment",
+           "SegmentWriter"]

@@ -10,6 +10,10 @@ CPUs Ray gives it. The app keeps its UI, queue and messages and calls :class:`Ra
   bytes come back, with the progress of every frame streamed on the way. (Sending batches of decoded frames
   instead would move raw pixels both ways and keep decoding and encoding in the app: slower, see
   ``bench/ray_clip_bench.py``.)
+  With a preview (:class:`~animegan.preview.EncodedSink`, e.g. the Video tab's
+  :class:`~animegan.preview.SegmentWriter`) the replica runs a segment writer of its own, cut as the app's, and
+  each finished segment's bytes come back on the same stream, a few small ones a second (bounded:
+  :data:`MAX_SEGMENT_BYTES`, :data:`MAX_SEGMENTS`; what is over is left out of the preview, never waited for).
 * A webcam frame: its pixels and the stream's :class:`~animegan.temporal.FrameSmoother` go, the styled pixels
   and the updated smoother come back (the stream's state travels with it: any replica can take the next frame).
 
@@ -67,6 +71,8 @@ REQUEST_TIMEOUT_S = 600.0
 REPLY_GRACE_S = 5.0  # past the deadline, the replica's own "timed out" reply may take this long to arrive
 PASSED_ENV = ("ANIMEGAN_", "HF_HUB_OFFLINE")  # environment the replicas need to resolve weights like the app
 PROGRESS_EVERY_S = 0.25  # a clip's progress is streamed back at most this often (and at its last frame)
+MAX_SEGMENT_BYTES = 4 << 20  # a preview segment larger than this stays on the replica (1 s of 1080p: ~0.4 MB)
+MAX_SEGMENTS = 1800  # preview segments one clip sends at most (the default frame limit: one frame each, at worst)
 
 
 class ReplicaLost(RuntimeError):
@@ -120,14 +126,19 @@ class Stylizer:
         return out, smoother, self.stats()
 
     def clip(self, data: bytes, options: RunOptions, time_left: float | None, temporal: bool, limits: Any,
-             momentum: float) -> Iterator[tuple]:
+             momentum: float, preview: dict[str, Any] | None = None) -> Iterator[tuple]:
         """A whole clip: its bytes in, ("frame", done, expected) while it runs, then ("done", MP4 bytes, stats,
         replica stats). Runs in a thread of its own; a caller that stops listening (a closed stream, a
-        cancelled request) stops it at the next frame."""
+        cancelled request) stops it at the next frame.
+
+        ``preview``: a :class:`~animegan.preview.SegmentWriter`'s settings. The replica then writes the preview's
+        segments into a folder of the clip's temporary one (gone before "done" goes out, and on any failure) and sends
+        each one as ("segment", index, start, duration, frames, MPEG-TS bytes), in order and before "done"."""
         options = self._options(options, time_left)
         events: queue.Queue = queue.Queue()
         stopped = threading.Event()
         last = [0.0]
+        sent = [0, 0]  # preview segments sent, left out
 
         def on_frame(done: int, expected: int) -> None:
             now = time.monotonic()
@@ -139,17 +150,38 @@ class Stylizer:
             if stopped.is_set():
                 raise ConversionTimeout("stopped: the app stopped waiting for this clip")
 
+        def on_segment(segment: Any) -> None:  # in the writer's thread: the file's bytes go, the file goes
+            size = segment.path.stat().st_size
+            if size <= MAX_SEGMENT_BYTES and sent[0] < MAX_SEGMENTS:
+                data = segment.path.read_bytes()
+                sent[0] += 1
+                events.put(("segment", segment.index, segment.start, segment.duration, segment.frames, data))
+            else:
+                sent[1] += 1
+                log.debug("preview segment %d (%d bytes) left out: at most %d segments of %d bytes",
+                          segment.index, size, MAX_SEGMENTS, MAX_SEGMENT_BYTES)
+            segment.path.unlink(missing_ok=True)
+
         with tempfile.TemporaryDirectory(prefix="animegan-clip-") as folder:
             source, dest = Path(folder) / "in", Path(folder) / "out.mp4"
             source.write_bytes(data)
             del data
+            writer = None
+            if preview is not None:
+                from .preview import SegmentWriter  # PyAV: loaded by the first clip
+
+                writer = SegmentWriter(Path(folder) / "preview", on_segment=on_segment, **preview)
 
             def run() -> None:
                 try:
                     stats = self.converter.clip(source, dest, options, temporal=temporal, limits=limits,
-                                                on_frame=on_frame, check=check, momentum=momentum)
+                                                on_frame=on_frame, check=check, momentum=momentum, preview=writer)
+                    if writer is not None:
+                        writer.close()  # its last segment goes out before the result
                     events.put(("done", stats))
                 except BaseException as exc:  # noqa: BLE001 - handed to the request's thread, raised there
+                    if writer is not None:
+                        writer.abandon()
                     events.put(("error", exc))
 
             worker = threading.Thread(target=run, name="clip", daemon=True)
@@ -157,7 +189,7 @@ class Stylizer:
             try:
                 while True:
                     event = events.get()
-                    if event[0] == "frame":
+                    if event[0] in ("frame", "segment"):
                         yield event
                     elif event[0] == "error":
                         raise event[1]
@@ -165,11 +197,16 @@ class Stylizer:
                         stats = event[1]
                         with self._lock:
                             self.conversions += stats.frames
-                        yield ("done", dest.read_bytes(), stats, self.stats())
-                        return
+                        done = ("done", dest.read_bytes(), stats, self.stats())
+                        break
             finally:
                 stopped.set()
                 worker.join()
+                if writer is not None:  # its thread ends before the folder goes
+                    writer.abandon()
+                    if sent[1]:
+                        log.info("the clip's preview left out %d segment(s) (%d sent)", sent[1], sent[0])
+        yield done  # the clip's folder is gone by the time the app has the result
 
     def stats(self) -> dict[str, Any]:
         """Where this replica runs and what it holds: read by the app's /stats and the tests."""
@@ -251,15 +288,28 @@ class RayBackend:
              preview: Callable[[np.ndarray, float], None] | None = None) -> Any:
         """A whole clip on a replica: the file's bytes go, the MP4's come back (written beside ``dest``, then
         renamed: nothing is left there unless the whole video arrived). ``on_frame`` follows the replica's frames;
-        what ``check()`` raises stops the wait and the replica's run. ``preview`` is never called: the frames are
-        finished on the replica, and only progress comes back while it runs (the finished MP4 at the end)."""
+        what ``check()`` raises stops the wait and the replica's run.
+
+        ``preview``: the frames are finished on the replica, so only an :class:`~animegan.preview.EncodedSink` (a
+        :class:`~animegan.preview.SegmentWriter`) previews: the replica encodes the segments as it would, and each
+        one goes to ``preview.add_encoded`` as it arrives. A plain ``(rgb, seconds)`` callable is not called here
+        (sending raw frames back would cost more than the preview is worth). If the replica dies and the clip runs
+        again, the rerun's segments that start before the end of those shown are left out."""
+        from .preview import EncodedSink  # PyAV: loaded by the first clip, not by photos
+
         data = Path(source).read_bytes()
         deadline = Deadline.of(options)
+        sink = preview if isinstance(preview, EncodedSink) else None
+        if preview is not None and sink is None:
+            log.debug("--backend ray previews through a SegmentWriter (preview.EncodedSink) only; %r is not called",
+                      preview)
+        extra = {} if sink is None else {"preview": sink.settings()}  # an app without a preview asks as before
         for attempt in (1, 2):
             portable, left = options.portable()
             if left is not None and left <= 0:
                 deadline.check("before a model server took the clip")
-            stream = self.handle.options(stream=True).clip.remote(data, portable, left, temporal, limits, momentum)
+            stream = self.handle.options(stream=True).clip.remote(data, portable, left, temporal, limits, momentum,
+                                                                  **extra)
             try:
                 for event in stream:
                     if event[0] == "frame":
@@ -268,6 +318,14 @@ class RayBackend:
                         if check is not None:
                             check()
                         deadline.check(f"after {event[1]} of {event[2]} frames")
+                    elif event[0] == "segment":
+                        _, _, start, duration, frames, segment = event
+                        try:
+                            if sink is not None:
+                                sink.add_encoded(segment, start, duration, frames)
+                        except Exception as exc:  # noqa: BLE001 - the preview fails alone; the clip goes on
+                            log.warning("the preview stopped: %s", exc)
+                            sink = None
                     else:
                         _, mp4, stats, info = event
                         break

@@ -1,11 +1,14 @@
 """How a clip should reach a Ray replica: the whole file (bytes in, MP4 bytes out), or batches of frames.
 
-    python bench/ray_clip_bench.py [--frames 48] [--side 320] [--rounds 3]
+    python bench/ray_clip_bench.py [--frames 48] [--side 320] [--rounds 3] [--batches [B ...]] [--preview]
 
 One local Ray replica (1 torch thread, fp32), as ``--backend ray --replicas 1`` starts it. Per round, in turns:
 
 * ``clip``: ``RayBackend.clip``: the file's bytes go, the replica decodes, runs the model and encodes; the MP4 comes
   back (with progress streamed).
+* ``clip+preview`` (with ``--preview``): the same with the Video tab's preview, a ``SegmentWriter`` in a temporary
+  folder: the replica encodes the segments and sends their bytes back on the stream. Also prints the segments, their
+  bytes and the seconds until the first one arrived.
 * ``frames/B``: the app decodes the clip, sends batches of B raw RGB frames (and the stream's smoother) to the
   replica's ``frames`` method, and encodes what comes back (H.264, no sound: the cheapest version of this route).
 
@@ -93,17 +96,19 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--side", type=int, default=320)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--batches", type=int, nargs="*", default=[1, 8])
+    p.add_argument("--preview", action="store_true", help="also clip+preview (the Video tab's SegmentWriter)")
     args = p.parse_args()
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
-    from animegan import ray_backend  # imports Ray (after setting up its auth for this machine)
+    from animegan import preview, ray_backend  # imports Ray (after setting up its auth for this machine)
 
     config = ServeConfig(backend="ray", replicas=1, device="cpu", precision="fp32", offline=True,
                          weights={"hayao": WEIGHTS}, torch_threads=1, result_cache_size=0)
     backend = ray_backend.RayBackend(config)
     me = psutil.Process()
     options = RunOptions(style="hayao", max_side=0)
-    routes = ["clip", *(f"frames/{b}" for b in args.batches)]
+    routes = ["clip", *(["clip+preview"] if args.preview else []), *(f"frames/{b}" for b in args.batches)]
+    shown: dict[str, list[float]] = {"segments": [], "bytes": [], "first_segment_s": []}
     wall: dict[str, list[float]] = {r: [] for r in routes}
     cpu: dict[str, list[float]] = {r: [] for r in routes}
     try:
@@ -116,6 +121,15 @@ def main() -> None:
                     c0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
                     if route == "clip":
                         n = backend.clip(clip, dest, options).frames
+                    elif route == "clip+preview":
+                        arrived: list[float] = []
+                        writer = preview.SegmentWriter(Path(tmp) / f"preview{len(wall[route])}", 24,
+                                                       lambda _, arrived=arrived: arrived.append(time.perf_counter()))
+                        n = backend.clip(clip, dest, options, preview=writer).frames
+                        writer.close()
+                        shown["segments"].append(len(writer.segments))
+                        shown["bytes"].append(sum(s.path.stat().st_size for s in writer.segments))
+                        shown["first_segment_s"].append(arrived[0] - t0 if arrived else float("nan"))
                     else:
                         n = by_frames(backend, clip, dest, options, int(route.split("/")[1]))
                     wall[route].append(time.perf_counter() - t0)
@@ -131,6 +145,7 @@ def main() -> None:
                        "wall_vs_clip": round(statistics.median(wall[r]) / base_wall, 3),
                        "app_cpu_vs_clip": round(statistics.median(cpu[r]) / max(base_cpu, 1e-3), 2)}
                    for r in routes},
+        **({"preview": {k: round(statistics.median(v), 3) for k, v in shown.items()}} if args.preview else {}),
     }, indent=1))
 
 

@@ -119,6 +119,47 @@ def test_abandon_hands_over_nothing_more_and_leaves_no_partial_file(clip_frames,
     assert writer.offer(frames[5], times[5]) is False  # after it stopped, frames are dropped
 
 
+def test_segments_encoded_elsewhere_are_taken_in_order_under_the_writers_own_names(clip_frames,
+                                                                                   tmp_path: Path) -> None:
+    """add_encoded, as --backend ray uses it: a writer cut with another's settings (a replica's) makes segments;
+    their bytes, added to the app's writer, land in its folder under its names, unchanged and playable, handed to
+    on_segment in order; a re-sent start (a rerun) and anything after abandon are refused, nothing written."""
+    frames, times, fps = clip_frames
+    shown: list[preview.Segment] = []
+    near = preview.SegmentWriter(tmp_path / "app", fps, shown.append, segment_s=0.5, wait_s=5.0, queue_frames=3)
+    assert isinstance(near, preview.EncodedSink)
+    settings = near.settings()
+    assert settings == {"fps": pytest.approx(fps), "segment_s": 0.5, "wait_s": 5.0, "queue_frames": 3}
+    made: list[preview.Segment] = []
+    far = preview.SegmentWriter(tmp_path / "replica", on_segment=made.append, **{**settings, "queue_frames": len(frames)})
+    for rgb, t in zip(frames, times):
+        far(rgb, t)
+    far.close()
+    assert far.error is None and far.dropped == 0 and len(made) >= 3
+
+    for segment in made:
+        assert near.add_encoded(segment.path.read_bytes(), segment.start, segment.duration, segment.frames)
+    assert not near.add_encoded(made[0].path.read_bytes(), made[0].start, made[0].duration, made[0].frames)
+    assert shown == near.segments and [s.index for s in shown] == list(range(len(made)))
+    assert [(s.start, s.duration, s.frames) for s in shown] == [(s.start, s.duration, s.frames) for s in made]
+    assert [s.path.parent for s in shown] == [tmp_path / "app"] * len(made)
+    assert [s.path.read_bytes() for s in shown] == [s.path.read_bytes() for s in made]
+    decoded: list[float] = []
+    for segment in shown:
+        seg_times, _, codec = _read(segment)
+        assert codec == "h264" and len(seg_times) == segment.frames
+        decoded += seg_times
+    assert decoded == pytest.approx([t - times[0] for t in times], abs=1e-4)
+
+    near.close()  # fed no frames: nothing more
+    assert near.segments == shown
+    assert sorted(p.name for p in (tmp_path / "app").iterdir()) == sorted(s.path.name for s in shown)  # no partial
+    later = preview.SegmentWriter(tmp_path / "later", fps, shown.append)
+    later.abandon()
+    assert not later.add_encoded(made[-1].path.read_bytes(), 99.0, 0.5, 6)
+    assert list((tmp_path / "later").iterdir()) == [] and len(shown) == len(made)
+
+
 def test_the_clip_pipeline_hands_each_written_frame_and_its_time_to_the_preview(registry, shared: Path,
                                                                                tmp_path: Path) -> None:
     """stylize_video's ``preview``: every frame of the result, as written, with the time it has in the MP4."""

@@ -3,11 +3,14 @@
 A real local Ray with one replica (``--replicas 1``), started in this process through :class:`RayBackend` as the
 app starts it. Shown: during a clip the app process itself spends little CPU next to the replica (decoding, the
 model and encoding all happen there; the app only sends the file's bytes and writes the MP4's), the MP4 that comes
-back has every frame, and webcam frames run on the replica with the stream's smoothing state carried both ways.
+back has every frame, the preview's segments come back while the replica works, and webcam frames run on the
+replica with the stream's smoothing state carried both ways.
 """
 from __future__ import annotations
 
+import itertools
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ ray_backend = pytest.importorskip("animegan.ray_backend")
 from conftest import torch_threads
 from test_video import moving, write_clip
 
+from animegan import preview
 from animegan.engine import LocalConverter
 from animegan.options import RunOptions
 from animegan.serving import ServeConfig
@@ -77,6 +81,49 @@ def test_a_clip_runs_on_the_replica(backend, photos, tmp_path: Path) -> None:
     assert replica_cpu > 1.0, "the model did not run in the replica's process"
     assert app_cpu < replica_cpu / 4, f"the app process worked too: {app_cpu:.2f} s against {replica_cpu:.2f} s"
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_clips_preview_segments_come_back_from_the_replica_while_it_runs(backend, photos, tmp_path: Path) -> None:
+    """A SegmentWriter as the clip's preview (as the Video tab passes it): the replica cuts the segments with its
+    settings and sends them as they are made; here they arrive before the last frame's progress, land in the
+    writer's folder, play in a row (PyAV) for the clip's length, and the replica's preview folder is gone after."""
+    options = RunOptions(style="hayao", max_side=0)
+    n, fps = 36, 12
+    clip = write_clip(tmp_path / "in.mp4", moving(photos["cars_bridge_forest"], 192, 144, n), fps=fps)
+    events: list[tuple] = []
+    replica_folders: list[Path] = []
+
+    def on_segment(segment: preview.Segment) -> None:
+        events.append(("segment", segment.index))
+        if not replica_folders:  # the replica's own folder (same machine), there while it runs
+            replica_folders.extend(Path(tempfile.gettempdir()).glob("animegan-clip-*/preview"))
+
+    writer = preview.SegmentWriter(tmp_path / "preview", fps, on_segment, segment_s=0.5)
+    stats = backend.clip(clip, tmp_path / "out.mp4", options, on_frame=lambda d, e: events.append(("frame", d)),
+                         preview=writer)
+    writer.close()
+    got = writer.segments
+
+    assert stats.frames == n and writer.error is None and writer.offered == 0  # no frame crossed, only segments
+    assert len(got) >= 4 and [s.index for s in got] == list(range(len(got)))
+    assert events.index(("segment", 0)) < events.index(("frame", n)), events  # streamed, not sent at the end
+    decoded: list[float] = []
+    for segment in got:
+        assert segment.path.parent == tmp_path / "preview"
+        with av.open(str(segment.path)) as c:
+            times = [float(f.time) - preview.CLOCK_START_S for f in c.decode(video=0)]
+        assert len(times) == segment.frames > 0
+        assert times[0] == pytest.approx(segment.start, abs=1e-4)
+        assert all(segment.start <= t < segment.start + segment.duration for t in times)
+        decoded += times
+    for a, b in itertools.pairwise(got):
+        assert a.start + a.duration == pytest.approx(b.start, abs=1e-6)  # no gap, no overlap
+    assert decoded == sorted(decoded) and len(decoded) <= n
+    assert len(decoded) >= n - 4  # the replica's writer keeps up with the model (a full queue drops a frame)
+    assert got[0].start == 0 and got[-1].start + got[-1].duration == pytest.approx(n / fps, abs=1e-3)
+    assert sorted(p.name for p in (tmp_path / "preview").iterdir()) == sorted(s.path.name for s in got)
+    assert replica_folders, "the replica's preview folder was not found while it ran"
+    assert not any(folder.exists() for folder in replica_folders)  # gone with the clip's, before the result came
 
 
 def test_webcam_frames_run_on_the_replica_with_their_stream_state(backend, registry, photos) -> None:
