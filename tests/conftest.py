@@ -151,11 +151,13 @@ def torch_threads(n: int) -> Iterator[None]:
 # Files that take longest (servers, browsers, clips), slowest first: run in this order, the two workers of
 # `pytest -n 2 --dist loadfile` start on them and finish on quick files instead of waiting on one long one at
 # the end. Items within a file keep their order (module fixtures stay shared). Order from `--durations=0`.
-SLOW_FILES = ("test_browser.py", "test_video_app.py", "test_public_link.py", "test_timeouts.py", "test_ray_cluster.py",
-              "test_video.py", "test_ray_backend.py", "test_app.py", "test_hardening_load.py", "test_metrics.py",
-              "test_video_browser.py", "test_portrait_app.py", "test_redis_cache.py", "test_framing.py",
-              "test_video_security.py", "test_video_matrix.py", "test_temp_lifecycle.py", "test_keep_color_app.py",
-              "test_keep_color.py", "test_first_use.py")
+SLOW_FILES = ("test_browser.py", "test_timeouts.py", "test_video_browser.py", "test_public_link.py", "test_ray_video.py",
+              "test_tiling.py", "test_framing.py", "test_ray_backend.py", "test_video_app.py", "test_side_by_side.py",
+              "test_video_security.py", "test_keep_color.py", "test_app.py", "test_portrait_app.py",
+              "test_hardening_load.py", "test_metrics.py", "test_temp_lifecycle.py", "test_batch.py",
+              "test_redis_cache.py", "test_keep_color_app.py", "test_video.py", "test_hardening_inputs.py",
+              "test_mcp.py", "test_ray_cluster.py", "test_hardening_limits.py", "test_video_matrix.py",
+              "test_first_use.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
