@@ -259,6 +259,39 @@ def test_many_photos_in_the_page(app: App, files: dict[str, Path], tmp_path: Pat
         page.close()
 
 
+@pytest.mark.browser
+def test_stop_ends_a_batch_after_the_photo_it_is_converting(app: App, files: dict[str, Path]) -> None:
+    """The part's Stop: the batch ends between photos, says so, and leaves no ZIP and an empty gallery."""
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app.url)
+        expect(page.locator("#convert")).to_be_visible(timeout=30_000)
+        box = page.locator("#max-side input[type=number]")
+        box.fill("0")  # native size: each photo takes a few seconds here, long enough to stop part-way
+        box.press("Enter")
+        page.locator("#style label", has_text="Hayao").click()
+        page.locator("#batch").get_by_text("Many photos").click()
+        page.locator("#batch-files input[type=file]").set_input_files(
+            [str(files["railway_crossing"]), str(files["cars_bridge_forest"]), str(files["twin"])])
+        expect(page.locator("#batch-files tr")).to_have_count(3, timeout=10_000)
+        before, zips = stats(app.url), {p for p in app.results() if p.suffix in (".zip", ".part")}
+        page.locator("#batch-convert").click()
+        expect(page.locator("#batch-gallery")).to_contain_text(re.compile(r"Photo 1 of 3"), timeout=30_000)
+        page.locator("#batch-stop").click()
+        notice = page.locator("#batch-notice")
+        expect(notice).to_contain_text(re.compile(r"Stopped: the batch was stopped after [12] of 3 photos; no ZIP "
+                                                  r"was made\."), timeout=60_000)
+        expect(page.locator("#batch-gallery img")).to_have_count(0)
+        expect(page.locator("#batch-zip a")).to_have_count(0)
+        assert wait_until(lambda: stats(app.url)["running"] == 0, timeout=30)
+        after = stats(app.url)
+        assert after["succeeded"] - before["succeeded"] in (1, 2), (before, after)  # not the third photo
+        assert {p for p in app.results() if p.suffix in (".zip", ".part")} == zips  # none of this batch's
+        page.close()
+
+
 def test_result_names_never_repeat_and_a_failed_file_leaves_its_name_free() -> None:
     from animegan.batch import ResultNames
 

@@ -34,6 +34,7 @@ from ..batch import BatchTooLarge, ResultNames, ResultZip, check_count
 from ..framing import KEEP
 from . import inputs, texts
 from .state import CONVERT_GROUP
+from .watch import ClientGone
 
 if TYPE_CHECKING:
     from .photo_tab import PhotoTab
@@ -44,6 +45,7 @@ API_NAME = "stylize_batch"
 PAGE_NAME = "batch_page"        # the page's event (private): Gradio's refusals of its requests are worded here too
 VALIDATOR_NAME = "admit_batch"  # the events' validator (BatchPart.admit_batch), which Gradio names after the method
 NOUN = "photo"
+STOP = "batch"  # this part's Stop button (state.StylizeApp.press_stop)
 # Failures of one photo: the batch goes on with the others. Any other failure (the style, a setting, the client
 # gone, a server problem) would be the same for every photo and ends the batch.
 ONE_PHOTO_TITLES = ("Unusable photo", "No photo", "Too slow", "Out of memory", "Conversion failed")
@@ -111,6 +113,11 @@ class BatchPart:
                 yield (outcome.gallery(), str(outcome.zip_path) if done else None,
                        outcome.notice() if done else outcome.progress_line())
         except gr.Error as exc:
+            if exc.title == texts.STOPPED_TITLE:  # its user knows: no toast
+                done = len(outcome.done) + len(outcome.failed) if outcome is not None else 0
+                yield [], None, (f"**Stopped:** the batch was stopped after {done} of "
+                                 f"{outcome.count if outcome is not None else '?'} photos; no ZIP was made.")
+                return
             gr.Warning(exc.message, title=exc.title)
             yield (outcome.gallery() if outcome is not None else gr.skip()), None, texts.page_error(exc)
 
@@ -131,7 +138,8 @@ class BatchPart:
                              (inputs.background, background), (inputs.keep_color_value, keep_color)):
             check(value)
         beside = inputs.side_by_side(side_by_side)
-        app.watch(request).check()
+        watch = app.watch(request, stop_button=STOP)
+        self._check(watch, spec, max_side)
         started = time.perf_counter()
         folder = app.result_folder()
         folder.mkdir(parents=True)
@@ -141,6 +149,7 @@ class BatchPart:
         try:
             yield outcome  # the page clears the last batch's gallery and ZIP at once
             for i, payload in enumerate(payloads):
+                self._check(watch, spec, max_side)  # Stop, or the client gone: between photos
                 shown = shown_name(payload, i)
                 step = _PhotoProgress(progress, i, len(payloads))
                 try:
@@ -173,6 +182,18 @@ class BatchPart:
         outcome.seconds = time.perf_counter() - started
         yield outcome
 
+    @staticmethod
+    def _check(watch: Any, spec: Any, max_side: Any) -> None:
+        try:
+            watch.check()
+        except ClientGone as exc:
+            raise texts.user_error(exc, spec, inputs.max_side(max_side) or 0) from None
+
+    def press_stop(self, request: gr.Request) -> None:
+        """The part's Stop: the batch of this page that joined before now ends after the photo it is converting
+        (that photo's result is dropped with the rest: a stopped batch leaves no ZIP)."""
+        self.app.press_stop(request, STOP)
+
     def _payloads(self, files: Any) -> list[Any]:
         if files is None or files == "" or files == [] or files == {}:
             raise gr.Error("Add photos first: choose several photo files (or drop them on the box).",
@@ -198,7 +219,9 @@ class BatchPart:
                 with gr.Column(scale=1):
                     self.files = gr.File(label="Photos", file_count="multiple", file_types=["image"], height=240,
                                          elem_id="batch-files")
-                    self.convert = gr.Button("Convert all", variant="primary", elem_id="batch-convert")
+                    with gr.Row():
+                        self.convert = gr.Button("Convert all", variant="primary", elem_id="batch-convert")
+                        self.stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
                 with gr.Column(scale=1):
                     self.gallery = gr.Gallery(label="Anime photos", columns=3, height=300, object_fit="contain",
                                               interactive=False, buttons=["download", "fullscreen"],
@@ -215,6 +238,8 @@ class BatchPart:
                            outputs=[self.gallery, self.zip, self.note], api_name=PAGE_NAME, api_visibility="private",
                            preprocess=False, concurrency_limit=workers, concurrency_id=CONVERT_GROUP,
                            show_progress="full", show_progress_on=[self.gallery], validator=self.admit_batch)
+        self.stop.click(self.press_stop, inputs=None, outputs=None, queue=False, api_visibility="private",
+                        show_progress="hidden")
         self.api_trigger.click(_api_function(self), inputs=[self.files, *settings], outputs=[self.zip, self.note],
                                api_name=API_NAME, preprocess=False, concurrency_limit=workers,
                                concurrency_id=CONVERT_GROUP, show_progress="hidden", validator=self.admit_batch)

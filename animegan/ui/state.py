@@ -104,7 +104,7 @@ class StylizeApp:
         # The only files a request may make the server read: Gradio's uploads and our example photos.
         self.gate = UploadGate.of([gradio_upload_folder(), EXAMPLES_DIR], memory.parse_bytes(config.max_file_size))
         self.listeners = Listeners()  # shared with the request guard in front of Gradio (app.py)
-        self.stop_presses = StopPresses()  # the Stop buttons of the pages (Video tab)
+        self.stop_presses = StopPresses()  # the Stop buttons of the pages (the Video tab, many photos)
         # Each photo of a batch is a result folder too, and its gallery shows them until the batch ends.
         self.photo_results = temp_files.ResultFolders(
             max(KEEP_RESULTS, 2 * config.workers() * (1 + config.batch_limit())), config.temp_max_age)
@@ -160,11 +160,17 @@ class StylizeApp:
         return max((s.max_side for s in self.styles()), default=1024)
 
     # -- requests -------------------------------------------------------------------------------
-    def watch(self, request: gr.Request | None, stop_button: bool = False) -> ClientWatch:
-        """The client watch of the job ``request`` runs in (with ``stop_button``, the Stop button's too)."""
+    def watch(self, request: gr.Request | None, stop_button: str | None = None) -> ClientWatch:
+        """The client watch of the job ``request`` runs in (with ``stop_button``, "video" or "batch", that Stop
+        button's too: :meth:`press_stop`)."""
         if stop_button:
-            return StopWatch(self.demo, self.listeners, request, self.stop_presses)
+            return StopWatch(self.demo, self.listeners, request, self.stop_presses, stop_button)
         return ClientWatch(self.demo, self.listeners, request)
+
+    def press_stop(self, request: gr.Request | None, what: str) -> None:
+        """A page's Stop (``what``: "video", "batch"): its run of that kind that joined before now ends at its
+        next check."""
+        self.stop_presses.press(getattr(request, "session_hash", None), what)
 
     def discard_refused(self, payload: Any) -> None:
         """Delete an input that can never be converted (its upload, and the MCP server's copy of the same bytes);

@@ -31,6 +31,7 @@ log = logging.getLogger("animegan.app")
 API_NAME = "stylize_video"
 KEEP_VIDEOS = 8                 # result videos kept on disk (Gradio copies each into its own cache first)
 NOUN = "video"                  # what Gradio's own file check refused, in this tab's words
+STOP = "video"                  # this tab's Stop button (state.StylizeApp.press_stop)
 PREVIEW_FOLDER = "preview"      # the run's preview segments, inside its result folder
 
 
@@ -131,7 +132,7 @@ class VideoTab:
                                           side_by_side=inputs.side_by_side(side_by_side),
                                           ).with_timeout(self.config.timeout)
             source, name = self._video(video_file)
-            watch = app.watch(request, stop_button=True)
+            watch = app.watch(request, stop_button=STOP)
             folder = app.result_folder()
             writer: preview.SegmentWriter | None = None
             try:
@@ -178,7 +179,7 @@ class VideoTab:
 
     def press_stop(self, request: gr.Request) -> None:
         """The page's Stop: its conversion that joined the queue before now ends at its next check."""
-        self.app.stop_presses.press(getattr(request, "session_hash", None))
+        self.app.press_stop(request, STOP)
 
     def refuse_input(self, exc: Exception, path_refused: bool) -> gr.Error:
         """The answer to a request of this tab that Gradio refused before the handler ran (counted as a failure)."""

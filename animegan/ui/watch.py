@@ -48,29 +48,29 @@ class ClientWatch:
 
 
 class StopPresses:
-    """When each page last pressed a Stop button, by session: the job of that page that joined the queue before
-    the press is stopped at its next check. Why not Gradio's ``cancels``: a cancelled event's "Error" badge reaches
+    """When each page last pressed a Stop button, by session and button (``what``: "video", "batch"): the job of
+    that page and button that joined the queue before the press is stopped at its next check. Why not Gradio's ``cancels``: a cancelled event's "Error" badge reaches
     the page after (or before) whatever clears it, in no fixed order; a job that ends by itself ends cleanly."""
 
     KEEP_S = 3600.0  # a press older than the longest run matters to nobody
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pressed: dict[str, float] = {}
+        self._pressed: dict[tuple[str, str], float] = {}
 
-    def press(self, session: str | None) -> None:
+    def press(self, session: str | None, what: str) -> None:
         if not session:
             return
         now = time.monotonic()
         with self._lock:
-            self._pressed[session] = now
+            self._pressed[(session, what)] = now
             if len(self._pressed) > 1024:  # forget old presses (pages long gone)
                 self._pressed = {k: t for k, t in self._pressed.items() if now - t < self.KEEP_S}
 
-    def since(self, session: str | None, joined: float) -> bool:
-        """Whether ``session`` pressed Stop after ``joined`` (a ``time.monotonic()``)."""
+    def since(self, session: str | None, what: str, joined: float) -> bool:
+        """Whether ``session`` pressed the Stop of ``what`` after ``joined`` (a ``time.monotonic()``)."""
         with self._lock:
-            pressed = self._pressed.get(session or "")
+            pressed = self._pressed.get((session or "", what))
         return pressed is not None and pressed >= joined
 
 
@@ -79,15 +79,15 @@ class StopWatch(ClientWatch):
     job (``/gradio_api/cancel``, which Gradio does by dropping it from the queue) raises :class:`Stopped`."""
 
     def __init__(self, demo: gr.Blocks | None, listeners: Listeners, request: gr.Request | None,
-                 presses: StopPresses) -> None:
+                 presses: StopPresses, what: str) -> None:
         super().__init__(demo, listeners, request)
-        self.presses = presses
+        self.presses, self.what = presses, what
         self.session = getattr(request, "session_hash", None)
         self.joined = time.monotonic() - (gradio_internals.event_waited(self.event) if self.event is not None else 0.0)
 
     def check(self) -> None:
         # Stop first: a cancelled job's client also stops listening, which would read as a client that left.
-        if self.presses.since(self.session, self.joined) or (
+        if self.presses.since(self.session, self.what, self.joined) or (
                 self.event is not None and gradio_internals.was_cancelled(self.demo, self.event)):
             raise Stopped("the conversion was stopped")
         super().check()
