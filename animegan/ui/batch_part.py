@@ -34,7 +34,7 @@ from ..batch import BatchTooLarge, ResultNames, ResultZip, check_count
 from ..framing import KEEP
 from . import inputs, texts
 from .state import CONVERT_GROUP
-from .watch import ClientGone
+from .watch import ClientGone, Stopped
 
 if TYPE_CHECKING:
     from .photo_tab import PhotoTab
@@ -139,7 +139,10 @@ class BatchPart:
             check(value)
         beside = inputs.side_by_side(side_by_side)
         watch = app.watch(request, stop_button=STOP)
-        self._check(watch, spec, max_side)
+        try:
+            watch.check()
+        except ClientGone as exc:
+            raise texts.user_error(exc, spec, inputs.max_side(max_side) or 0) from None
         started = time.perf_counter()
         folder = app.result_folder()
         folder.mkdir(parents=True)
@@ -149,7 +152,8 @@ class BatchPart:
         try:
             yield outcome  # the page clears the last batch's gallery and ZIP at once
             for i, payload in enumerate(payloads):
-                self._check(watch, spec, max_side)  # Stop, or the client gone: between photos
+                if watch.stopped():  # the part's Stop: between photos (a client gone: each photo's own watch)
+                    raise texts.user_error(Stopped("the batch was stopped"), spec, inputs.max_side(max_side) or 0)
                 shown = shown_name(payload, i)
                 step = _PhotoProgress(progress, i, len(payloads))
                 try:
@@ -181,13 +185,6 @@ class BatchPart:
         app.photo_results.keep(folder)
         outcome.seconds = time.perf_counter() - started
         yield outcome
-
-    @staticmethod
-    def _check(watch: Any, spec: Any, max_side: Any) -> None:
-        try:
-            watch.check()
-        except ClientGone as exc:
-            raise texts.user_error(exc, spec, inputs.max_side(max_side) or 0) from None
 
     def press_stop(self, request: gr.Request) -> None:
         """The part's Stop: the batch of this page that joined before now ends after the photo it is converting

@@ -85,9 +85,13 @@ class StopWatch(ClientWatch):
         self.session = getattr(request, "session_hash", None)
         self.joined = time.monotonic() - (gradio_internals.event_waited(self.event) if self.event is not None else 0.0)
 
+    def stopped(self) -> bool:
+        """Whether its Stop was pressed (or the job cancelled) since the job joined the queue."""
+        return self.presses.since(self.session, self.what, self.joined) or (
+            self.event is not None and gradio_internals.was_cancelled(self.demo, self.event))
+
     def check(self) -> None:
         # Stop first: a cancelled job's client also stops listening, which would read as a client that left.
-        if self.presses.since(self.session, self.what, self.joined) or (
-                self.event is not None and gradio_internals.was_cancelled(self.demo, self.event)):
+        if self.stopped():
             raise Stopped("the conversion was stopped")
         super().check()
