@@ -241,9 +241,15 @@ def _probed_apart(path: Path, fmt: str, options: dict[str, str], max_pixels: int
     except clip_probe.ProbeRefused as exc:
         raise VideoError(str(exc)) from None
     for kind, w, h in found:
-        if kind == "video" and w * h > max_pixels:
-            raise VideoError(f"the video's frames are {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
-                             f"{max_pixels / 1e6:.0f} MP per frame. Downscale it first.")
+        if kind == "video":
+            _check_frame_pixels(w, h, max_pixels)
+
+
+def _check_frame_pixels(w: int, h: int, max_pixels: int) -> None:
+    """The one refusal of frames over the pixel limit, as a header (or the capped probe) gives their size."""
+    if w * h > max_pixels:
+        raise VideoError(f"the video's frames are {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
+                         f"{max_pixels / 1e6:.0f} MP per frame. Downscale it first.")
 
 
 def _decoder_cap(max_pixels: int) -> int:
@@ -288,9 +294,7 @@ def probe(path: str | os.PathLike, limits: VideoLimits | None = None, timeout: f
         if w <= 0 or h <= 0:  # also what the decoders' pixel cap leaves of a size over it
             raise VideoError(f"the video's header gives no frame size, or one over the {limits.max_pixels / 1e6:.0f} "
                              "megapixel limit per frame; downscale it first, or the file is damaged")
-        if w * h > limits.max_pixels:
-            raise VideoError(f"the video's frames are {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
-                             f"{limits.max_pixels / 1e6:.0f} MP per frame. Downscale it first.")
+        _check_frame_pixels(w, h, limits.max_pixels)
         fps = _rate(stream)
         seconds = _duration(container, stream)
         frames = stream.frames or (round(seconds * fps) if seconds and fps else 0)

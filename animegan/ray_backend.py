@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Joining a cluster that authenticates with a token: send it when this machine has one. Ray 2.60 does not infer
 # that from the token file alone (it retries with "InvalidAuthToken"), and reads RAY_AUTH_MODE once, at import.
@@ -62,6 +62,9 @@ from .options import RunOptions
 from .registry import Registry
 from .serving import ServeConfig, cpu_cores, open_result_cache
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
+
+if TYPE_CHECKING:  # PyAV loads only with the first clip
+    from .preview import PreviewSink
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +288,7 @@ class RayBackend:
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: Any = None, on_frame: FrameProgress | None = None,
              check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
-             preview: Callable[[np.ndarray, float], None] | None = None) -> Any:
+             preview: PreviewSink | None = None) -> Any:
         """A whole clip on a replica: the file's bytes go, the MP4's come back (written beside ``dest``, then
         renamed: nothing is left there unless the whole video arrived). ``on_frame`` follows the replica's frames;
         what ``check()`` raises stops the wait and the replica's run.

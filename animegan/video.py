@@ -39,6 +39,7 @@ from .clips import (
 from .engine import ConversionTimeout, LocalConverter, options_from
 from .imaging import InvalidImageError
 from .options import RunOptions
+from .preview import PreviewSink
 from .registry import Registry, WeightsArg, registry_for
 from .temporal import CUT_THRESHOLD, DEFAULT_MOMENTUM, FrameSmoother, thumbnail
 
@@ -47,7 +48,7 @@ def stylize_video(source: str | os.PathLike, dest: str | os.PathLike, options: R
                   temporal: bool = True, limits: VideoLimits | None = None, registry: Registry | None = None,
                   on_frame: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None,
                   momentum: float = DEFAULT_MOMENTUM, weights: WeightsArg = None,
-                  preview: Callable[[np.ndarray, float], None] | None = None, **keywords: Any) -> VideoStats:
+                  preview: PreviewSink | None = None, **keywords: Any) -> VideoStats:
     """Stylise a video file into an MP4 at ``dest``, with its sound; returns what happened.
 
     Settings: one ``options`` (or a style id there) or :class:`~animegan.options.RunOptions` fields as keywords

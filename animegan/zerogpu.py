@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,9 @@ from .options import RunOptions
 from .styles import get_style
 from .temporal import DEFAULT_MOMENTUM, FrameSmoother
 from .weights.download import Progress
+
+if TYPE_CHECKING:  # PyAV loads only with the first clip
+    from .preview import PreviewSink
 
 MIN_DURATION_S = 10           # never ask for less: acquiring the GPU and moving a model to it take seconds
 MAX_DURATION_S = 120          # ZeroGPU's limit for most visitors; a Space may raise it (wrap(max_duration=...))
@@ -90,7 +93,7 @@ class ZeroGPUConverter:
     def clip(self, source: str | os.PathLike, dest: str | os.PathLike, options: RunOptions, *,
              temporal: bool = True, limits: Any = None, on_frame: FrameProgress | None = None,
              check: Callable[[], None] | None = None, momentum: float = DEFAULT_MOMENTUM,
-             preview: Callable[[np.ndarray, float], None] | None = None) -> Any:
+             preview: PreviewSink | None = None) -> Any:
         """A clip inside ``spaces.GPU`` (a forked process): ``preview`` is never called, as nothing comes back from
         there before the whole clip does."""
         if check is not None:

@@ -134,7 +134,8 @@ class BatchPart:
             raise gr.Error(str(exc), title="Too many photos", print_exception=False) from None
         # Every setting is read before any photo, so a wrong one fails at once, not once per photo.
         spec = app.chosen_style(style)
-        for check, value in ((inputs.max_side, max_side), (inputs.flag, keep_brightness), (inputs.framing, framing),
+        side = inputs.max_side(max_side) or 0
+        for check, value in ((inputs.flag, keep_brightness), (inputs.framing, framing),
                              (inputs.background, background), (inputs.keep_color_value, keep_color)):
             check(value)
         beside = inputs.side_by_side(side_by_side)
@@ -142,7 +143,7 @@ class BatchPart:
         try:
             watch.check()
         except ClientGone as exc:
-            raise texts.user_error(exc, spec, inputs.max_side(max_side) or 0) from None
+            raise texts.user_error(exc, spec, side) from None
         started = time.perf_counter()
         folder = app.result_folder()
         folder.mkdir(parents=True)
@@ -153,7 +154,7 @@ class BatchPart:
             yield outcome  # the page clears the last batch's gallery and ZIP at once
             for i, payload in enumerate(payloads):
                 if watch.stopped():  # the part's Stop: between photos (a client gone: each photo's own watch)
-                    raise texts.user_error(Stopped("the batch was stopped"), spec, inputs.max_side(max_side) or 0)
+                    raise texts.user_error(Stopped("the batch was stopped"), spec, side)
                 shown = shown_name(payload, i)
                 step = _PhotoProgress(progress, i, len(payloads))
                 try:
